@@ -1,0 +1,210 @@
+/*
+ * dispatcherd: one member of a dispatcher cluster. It joins the ZooKeeper
+ * election of its cluster; the elected member is the coordinator. One libuv
+ * loop owns all I/O; there are no threads.
+ *
+ * Exit status: 0 after SIGTERM/SIGINT, 1 on a fatal runtime error (e.g. its
+ * id is taken), 2 on bad flags.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "log.h"
+#include "member.h"
+#include "util.h"
+#include "zkloop.h"
+
+#define DEFAULT_ZK "127.0.0.1:2181"
+#define DEFAULT_CLUSTER "default"
+#define DEFAULT_LISTEN "127.0.0.1:7001"
+#define DEFAULT_SESSION_TIMEOUT_MS 10000
+
+static void usage(FILE *out) {
+  fprintf(out,
+"Usage: dispatcherd [OPTIONS]\n"
+"\n"
+"Run one member of a dispatcher cluster. Members elect a coordinator through\n"
+"ZooKeeper; see docs/architecture.md.\n"
+"\n"
+"Options:\n"
+"  --zk CONNECT            ZooKeeper connect string, host:port[,host:port...][/chroot]\n"
+"                          (default " DEFAULT_ZK ")\n"
+"  --cluster NAME          cluster name; znodes live under /dispatcher/NAME\n"
+"                          (default " DEFAULT_CLUSTER ")\n"
+"  --id ID                 member id, unique in the cluster: 1-64 of [A-Za-z0-9._:-]\n"
+"                          (default: the --listen address)\n"
+"  --listen HOST:PORT      RPC address this member advertises (default " DEFAULT_LISTEN ")\n"
+"  --session-timeout MS    ZooKeeper session timeout asked for, 400-600000\n"
+"                          (default %d); the server may bound it\n"
+"  --log-level LEVEL       error, warn, info or debug (default info)\n"
+"  -h, --help              show this help and exit\n"
+"  -V, --version           show the version and exit\n"
+"\n"
+"Signals: SIGTERM or SIGINT leaves the cluster at once (the session is closed,\n"
+"so another member takes over without waiting for a timeout) and exits 0.\n",
+          DEFAULT_SESSION_TIMEOUT_MS);
+}
+
+static int bad(const char *fmt, const char *arg) {
+  fprintf(stderr, "dispatcherd: ");
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, "\nTry 'dispatcherd --help'.\n");
+  return 2;
+}
+
+/* host:port[,host:port...][/chroot] */
+static int zk_connect_valid(const char *s) {
+  char buf[1024], host[256];
+  char *save = NULL, *tok, *slash;
+  int port;
+  if (strlen(s) == 0 || strlen(s) >= sizeof(buf)) return 0;
+  snprintf(buf, sizeof(buf), "%s", s);
+  slash = strchr(buf, '/');
+  if (slash != NULL) {
+    if (slash[1] == '\0' || strstr(slash, "//") != NULL || slash[strlen(slash) - 1] == '/')
+      return 0;
+    *slash = '\0';
+  }
+  for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+    if (dsp_parse_hostport(tok, host, sizeof(host), &port) != 0) return 0;
+  return buf[0] != '\0' && buf[strlen(buf) - 1] != ',' && strstr(s, ",,") == NULL &&
+         s[0] != ',';
+}
+
+static int cluster_valid(const char *s) {
+  size_t n = strlen(s);
+  if (n == 0 || n > 64 || strcmp(s, ".") == 0 || strcmp(s, "..") == 0) return 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+          c == '.' || c == '_' || c == '-'))
+      return 0;
+  }
+  return 1;
+}
+
+typedef struct {
+  uv_signal_t term, intr;
+  dsp_member *member;
+} app;
+
+static void on_signal(uv_signal_t *s, int signum) {
+  app *a = s->data;
+  DSP_INFO("received %s; leaving the cluster", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  dsp_member_stop(a->member);
+  uv_close((uv_handle_t *)&a->term, NULL);
+  uv_close((uv_handle_t *)&a->intr, NULL);
+}
+
+int main(int argc, char **argv) {
+  static const struct option opts[] = {
+      {"zk", required_argument, NULL, 'z'},
+      {"cluster", required_argument, NULL, 'c'},
+      {"id", required_argument, NULL, 'i'},
+      {"listen", required_argument, NULL, 'l'},
+      {"session-timeout", required_argument, NULL, 't'},
+      {"log-level", required_argument, NULL, 'L'},
+      {"help", no_argument, NULL, 'h'},
+      {"version", no_argument, NULL, 'V'},
+      {NULL, 0, NULL, 0}};
+  dsp_member_config cfg = {DEFAULT_ZK, DEFAULT_CLUSTER, NULL, DEFAULT_LISTEN,
+                           DEFAULT_SESSION_TIMEOUT_MS};
+  dsp_log_level level = DSP_LOG_INFO;
+  char host[DSP_ADDR_MAX];
+  long long v;
+  int c, port, rc;
+  app a;
+  uv_loop_t *loop;
+
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":hV", opts, NULL)) != -1) {
+    switch (c) {
+      case 'z':
+        if (!zk_connect_valid(optarg))
+          return bad("--zk: '%s' is not host:port[,host:port...][/chroot]", optarg);
+        cfg.zk_hosts = optarg;
+        break;
+      case 'c':
+        if (!cluster_valid(optarg))
+          return bad("--cluster: '%s' must be 1-64 of [A-Za-z0-9._-]", optarg);
+        cfg.cluster = optarg;
+        break;
+      case 'i':
+        if (!dsp_id_valid(optarg))
+          return bad("--id: '%s' must be 1-64 of [A-Za-z0-9._:-]", optarg);
+        cfg.id = optarg;
+        break;
+      case 'l':
+        if (strlen(optarg) >= DSP_ADDR_MAX ||
+            dsp_parse_hostport(optarg, host, sizeof(host), &port) != 0)
+          return bad("--listen: '%s' is not HOST:PORT with a port in 1-65535", optarg);
+        cfg.addr = optarg;
+        break;
+      case 't':
+        if (dsp_parse_int(optarg, 400, 600000, &v) != 0)
+          return bad("--session-timeout: '%s' is not a number of milliseconds in 400-600000",
+                     optarg);
+        cfg.session_timeout_ms = (int)v;
+        break;
+      case 'L':
+        if (dsp_log_parse_level(optarg, &level) != 0)
+          return bad("--log-level: '%s' is not one of error, warn, info, debug", optarg);
+        break;
+      case 'h':
+        usage(stdout);
+        return 0;
+      case 'V':
+        printf("dispatcherd 0.1.0\n");
+        return 0;
+      case ':':
+        return bad("option '%s' needs a value", argv[optind - 1]);
+      default:
+        return bad("unknown option '%s'", argv[optind - 1]);
+    }
+  }
+  if (optind < argc) return bad("unexpected argument '%s'", argv[optind]);
+  if (cfg.id == NULL) {
+    if (!dsp_id_valid(cfg.addr))
+      return bad("cannot derive an id from --listen '%s'; give --id", cfg.addr);
+    cfg.id = cfg.addr;
+  }
+
+  dsp_log_init("dispatcherd", cfg.id);
+  dsp_log_set_level(level);
+  dsp_zkloop_set_client_log(level == DSP_LOG_DEBUG);
+  signal(SIGPIPE, SIG_IGN);
+
+  loop = uv_default_loop();
+  a.member = dsp_member_new(loop, &cfg);
+  if (a.member == NULL) {
+    DSP_ERROR("out of memory");
+    return 1;
+  }
+  rc = dsp_member_start(a.member);
+  if (rc != 0) {
+    DSP_ERROR("cannot start a ZooKeeper session with '%s': %s", cfg.zk_hosts, strerror(-rc));
+    return 1;
+  }
+  uv_signal_init(loop, &a.term);
+  uv_signal_init(loop, &a.intr);
+  a.term.data = a.intr.data = &a;
+  uv_signal_start(&a.term, on_signal, SIGTERM);
+  uv_signal_start(&a.intr, on_signal, SIGINT);
+
+  uv_run(loop, UV_RUN_DEFAULT);
+
+  rc = dsp_member_exit_code(a.member);
+  if (!uv_is_closing((uv_handle_t *)&a.term)) {
+    uv_close((uv_handle_t *)&a.term, NULL);
+    uv_close((uv_handle_t *)&a.intr, NULL);
+    uv_run(loop, UV_RUN_DEFAULT);
+  }
+  dsp_member_free(a.member);
+  if (uv_loop_close(loop) != 0) DSP_WARN("loop closed with handles still open");
+  DSP_INFO("exiting with status %d", rc);
+  return rc;
+}

@@ -1,0 +1,70 @@
+/*
+ * member.h: one dispatcherd's membership in the cluster: its ZooKeeper
+ * session, its place in the election and what it knows of the leader.
+ * The I/O glue around the pure election state machine (election.h).
+ *
+ * ZooKeeper layout (docs/zookeeper-layout.md):
+ *   /dispatcher/<cluster>/election/member-<id>_<session>-<seq>
+ *       EPHEMERAL_SEQUENTIAL, {"id":…,"addr":…,"pid":…}
+ *   /dispatcher/<cluster>/leader
+ *       EPHEMERAL, {"id":…,"addr":…,"epoch":…,"member":…}
+ */
+#ifndef DSP_MEMBER_H
+#define DSP_MEMBER_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "util.h"
+
+typedef struct dsp_member dsp_member;
+
+typedef struct {
+  const char *zk_hosts;       /* ZooKeeper connect string */
+  const char *cluster;        /* /dispatcher/<cluster> */
+  const char *id;             /* member id (dsp_id_valid) */
+  const char *addr;           /* advertised RPC address, host:port */
+  int session_timeout_ms;     /* asked of ZooKeeper; it may negotiate */
+} dsp_member_config;
+
+/* What a member knows of the leader, from the leader znode. */
+typedef struct {
+  int known;                  /* 0 while no leader znode is readable */
+  char id[DSP_ID_MAX + 1];
+  char addr[DSP_ADDR_MAX];
+  int64_t epoch;
+} dsp_leader_info;
+
+/*
+ * Create a member on `loop`; strings in cfg are copied. Returns NULL when
+ * out of memory. Nothing happens until dsp_member_start().
+ */
+dsp_member *dsp_member_new(uv_loop_t *loop, const dsp_member_config *cfg);
+
+/* Open the session and join the election. Returns 0 or a negative errno. */
+int dsp_member_start(dsp_member *m);
+
+/*
+ * Leave: stop acting as coordinator, close the session (the server deletes
+ * our ephemeral znodes at once) and close every handle; the loop then runs
+ * out. Safe to call more than once; not from a ZooKeeper callback.
+ */
+void dsp_member_stop(dsp_member *m);
+
+/* Free after the loop has run out (dsp_member_stop + uv_run). */
+void dsp_member_free(dsp_member *m);
+
+/*
+ * 1 if this member may act as coordinator right now, with its epoch in
+ * *epoch. Checks the lease on the spot (election.h): a process that has just
+ * woken from a freeze answers 0 even before its loop has noticed.
+ */
+int dsp_member_is_coordinator(dsp_member *m, int64_t *epoch);
+
+/* The leader as last read from ZooKeeper. */
+const dsp_leader_info *dsp_member_leader(const dsp_member *m);
+
+/* Exit status the process should end with: 0, or 1 after a fatal error. */
+int dsp_member_exit_code(const dsp_member *m);
+
+#endif

@@ -1,0 +1,20 @@
+# Tests: ctest runs everything. Label `unit` for pure modules (no sockets, no
+# processes), `integration` for real ZooKeeper servers and real processes.
+
+# dsp_unit_test(NAME SOURCE LIBS...): one executable, one ctest entry.
+function(dsp_unit_test name src)
+  add_executable(${name} ${src})
+  target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/tests)
+  target_link_libraries(${name} PRIVATE ${ARGN})
+  add_test(NAME ${name} COMMAND ${name})
+  set_tests_properties(${name} PROPERTIES LABELS unit TIMEOUT 120)
+endfunction()
+
+# --- balancer ---
+dsp_unit_test(test_balance tests/unit/test_balance.c dsp_balance)
+# --- end balancer ---
+
+dsp_unit_test(test_election tests/unit/test_election.c dsp_core)
+dsp_unit_test(test_json tests/unit/test_json.c dsp_core)
+
+include(tests/integration/integration.cmake)
