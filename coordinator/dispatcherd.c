@@ -194,6 +194,10 @@ int main(int argc, char **argv) {
   a.term.data = a.intr.data = &a;
   uv_signal_start(&a.term, on_signal, SIGTERM);
   uv_signal_start(&a.intr, on_signal, SIGINT);
+  /* Signals never keep the loop alive: it runs out when the member has
+     closed everything, whether after a signal or a fatal error. */
+  uv_unref((uv_handle_t *)&a.term);
+  uv_unref((uv_handle_t *)&a.intr);
 
   uv_run(loop, UV_RUN_DEFAULT);
 

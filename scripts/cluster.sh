@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# cluster.sh: run a local three-member dispatcher cluster with its own
+# private ZooKeeper, for trying things out. Everything lives in .cluster/
+# (ignored by git): ZooKeeper's data, logs and pid files.
+#
+#   scripts/cluster.sh up                 set up, build, start ZooKeeper and d1..d3
+#                                         (starts only what is not running)
+#   scripts/cluster.sh status             members, pids, roles; leader and epoch
+#   scripts/cluster.sh kill-leader [--signal KILL|TERM|STOP]
+#   scripts/cluster.sh cont               SIGCONT every stopped member
+#   scripts/cluster.sh down               stop everything it started, by pid
+#
+# Environment: DSP_ZK_PORT (default 2281), DSP_SESSION_TIMEOUT (ms, default
+# 4000), DSP_CLUSTER (default "default"), DSP_BUILD_DIR (default build).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+state="$root/.cluster"
+zk_port=${DSP_ZK_PORT:-2281}
+timeout_ms=${DSP_SESSION_TIMEOUT:-4000}
+cluster=${DSP_CLUSTER:-default}
+build=${DSP_BUILD_DIR:-$root/build}
+members=(d1 d2 d3)
+zkcli=/usr/share/zookeeper/bin/zkCli.sh
+
+die() { echo "cluster.sh: $*" >&2; exit 1; }
+
+usage() {
+  sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+
+member_port() { echo $((7000 + ${1#d})); }
+
+# Running (or stopped) and not a zombie waiting to be reaped.
+alive() {
+  local st
+  [[ -f $1 ]] || return 1
+  st=$(ps -o stat= -p "$(cat "$1")" 2>/dev/null) || return 1
+  [[ -n $st && $st != Z* ]]
+}
+
+ctl() { "$build/bin/dispatchctl" "$@"; }
+
+leader_id() {
+  # The leader znode's id, read from ZooKeeper ("" when none).
+  ctl election --zk "127.0.0.1:$zk_port" --cluster "$cluster" --json 2>/dev/null |
+    sed -n 's/.*"leader":{"id":"\([^"]*\)".*/\1/p'
+}
+
+zk_up() {
+  [[ "$(echo ruok | nc -q1 -w1 127.0.0.1 "$zk_port" 2>/dev/null)" == imok ]]
+}
+
+start_zk() {
+  if alive "$state/zk.pid"; then return; fi
+  if zk_up; then die "port $zk_port already answers ZooKeeper but not ours; set DSP_ZK_PORT"; fi
+  mkdir -p "$state/zk/data"
+  cat >"$state/zk/zoo.cfg" <<CFG
+tickTime=500
+initLimit=10
+syncLimit=5
+dataDir=$state/zk/data
+clientPort=$zk_port
+clientPortAddress=127.0.0.1
+minSessionTimeout=1000
+maxSessionTimeout=60000
+4lw.commands.whitelist=ruok,stat,srvr,mntr,cons,wchc,wchp,dump
+admin.enableServer=false
+CFG
+  nohup "$root/scripts/zkserver.sh" "$state/zk/zoo.cfg" >"$state/zk.log" 2>&1 &
+  echo $! >"$state/zk.pid"
+  for _ in $(seq 300); do
+    zk_up && { echo "ZooKeeper up on 127.0.0.1:$zk_port (pid $(cat "$state/zk.pid"))"; return; }
+    alive "$state/zk.pid" || die "ZooKeeper exited; see $state/zk.log"
+    sleep 0.1
+  done
+  die "ZooKeeper did not answer on 127.0.0.1:$zk_port; see $state/zk.log"
+}
+
+start_member() {
+  local id=$1 port
+  port=$(member_port "$id")
+  if alive "$state/$id.pid"; then return; fi
+  nohup "$build/bin/dispatcherd" --zk "127.0.0.1:$zk_port" --cluster "$cluster" \
+    --id "$id" --listen "127.0.0.1:$port" --session-timeout "$timeout_ms" \
+    >>"$state/$id.log" 2>&1 &
+  echo $! >"$state/$id.pid"
+  echo "started $id on 127.0.0.1:$port (pid $!), log $state/$id.log"
+}
+
+cmd_up() {
+  "$root/scripts/setup.sh"
+  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build "$build" --target dispatcherd dispatchctl -j"$(nproc)" >/dev/null
+  mkdir -p "$state"
+  start_zk
+  for id in "${members[@]}"; do start_member "$id"; done
+  local leader=""
+  for _ in $(seq 100); do
+    leader=$(leader_id)
+    [[ -n $leader ]] && break
+    sleep 0.1
+  done
+  [[ -n $leader ]] || die "no leader after 10 s; see $state/d*.log"
+  echo
+  cmd_status
+  cat <<EOT
+
+Look at the tree with zkCli (every znode holds readable JSON):
+  $zkcli -server 127.0.0.1:$zk_port ls /dispatcher/$cluster/election
+  $zkcli -server 127.0.0.1:$zk_port get /dispatcher/$cluster/leader
+  $zkcli -server 127.0.0.1:$zk_port stat /dispatcher/$cluster/leader
+Or, faster:
+  $build/bin/dispatchctl election --zk 127.0.0.1:$zk_port --cluster $cluster
+
+Try a failover:  scripts/cluster.sh kill-leader [--signal KILL|TERM|STOP]
+Stop it all:     scripts/cluster.sh down
+EOT
+}
+
+cmd_status() {
+  [[ -d $state ]] || die "no cluster here; run: scripts/cluster.sh up"
+  local leader
+  leader=$(leader_id || true)
+  printf '%-6s %-16s %-8s %-9s %s\n' MEMBER ADDR PID PROCESS ROLE
+  for id in "${members[@]}"; do
+    local pid="-" proc="down" role="-"
+    if [[ -f $state/$id.pid ]]; then
+      pid=$(cat "$state/$id.pid")
+      if alive "$state/$id.pid"; then
+        proc=running
+        [[ $(ps -o stat= -p "$pid" 2>/dev/null) == T* ]] && proc=stopped
+        if [[ $id == "$leader" ]]; then role=leader; else role=follower; fi
+        [[ $proc == stopped ]] && role="$role (frozen)"
+      fi
+    fi
+    printf '%-6s %-16s %-8s %-9s %s\n' "$id" "127.0.0.1:$(member_port "$id")" "$pid" "$proc" "$role"
+  done
+  echo
+  if zk_up; then
+    ctl election --zk "127.0.0.1:$zk_port" --cluster "$cluster"
+  else
+    echo "ZooKeeper on 127.0.0.1:$zk_port is not answering"
+  fi
+}
+
+cmd_kill_leader() {
+  local sig=KILL leader pid
+  while (($#)); do
+    case $1 in
+      --signal) [[ $# -ge 2 ]] || die "--signal needs KILL, TERM or STOP"; sig=$2; shift 2 ;;
+      --signal=*) sig=${1#--signal=}; shift ;;
+      *) die "kill-leader: unknown argument '$1'" ;;
+    esac
+  done
+  case $sig in KILL|TERM|STOP) ;; *) die "--signal must be KILL, TERM or STOP, not '$sig'" ;; esac
+  leader=$(leader_id)
+  [[ -n $leader ]] || die "no leader right now (is the cluster up? scripts/cluster.sh status)"
+  alive "$state/$leader.pid" || die "leader $leader is not a process this script started"
+  pid=$(cat "$state/$leader.pid")
+  kill -s "$sig" "$pid"
+  echo "sent SIG$sig to leader $leader (pid $pid)"
+  case $sig in
+    TERM) echo "it closes its session: another member leads within moments" ;;
+    KILL) echo "another member leads once ZooKeeper expires its session (${timeout_ms} ms)" ;;
+    STOP) echo "it is frozen: another leads after ${timeout_ms} ms; 'scripts/cluster.sh cont' wakes it as a follower" ;;
+  esac
+  echo "watch: scripts/cluster.sh status; bring it back: scripts/cluster.sh up"
+}
+
+cmd_cont() {
+  for id in "${members[@]}"; do
+    alive "$state/$id.pid" || continue
+    [[ $(ps -o stat= -p "$(cat "$state/$id.pid")") == T* ]] || continue
+    kill -CONT "$(cat "$state/$id.pid")" && echo "continued $id"
+  done
+  true
+}
+
+stop_pid() {
+  local file=$1 name=$2 pid
+  alive "$file" || { rm -f "$file"; return; }
+  pid=$(cat "$file")
+  kill -CONT "$pid" 2>/dev/null || true
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+  rm -f "$file"
+  echo "stopped $name (pid $pid)"
+}
+
+cmd_down() {
+  [[ -d $state ]] || { echo "nothing to stop"; return; }
+  for id in "${members[@]}"; do stop_pid "$state/$id.pid" "$id"; done
+  stop_pid "$state/zk.pid" ZooKeeper
+}
+
+case ${1:-} in
+  up) shift; cmd_up "$@" ;;
+  status) shift; cmd_status "$@" ;;
+  kill-leader) shift; cmd_kill_leader "$@" ;;
+  cont) shift; cmd_cont ;;
+  down) shift; cmd_down ;;
+  -h|--help|help) usage ;;
+  "") usage >&2; exit 2 ;;
+  *) echo "cluster.sh: unknown command '$1'" >&2; usage >&2; exit 2 ;;
+esac

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# test.sh: set up, build and run every test with ctest.
+#
+#   scripts/test.sh                 unit + integration tests (build/)
+#   scripts/test.sh --asan          the same under AddressSanitizer and
+#                                   UndefinedBehaviorSanitizer (build-asan/)
+#   scripts/test.sh -L unit         only one label (unit or integration)
+#   scripts/test.sh -R REGEX        only tests whose name matches
+#
+# Integration tests start their own private ZooKeeper servers (Debian's
+# package) on free loopback ports; a missing ZooKeeper fails them. Exits
+# non-zero on any failure.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build="$root/build"
+cmake_args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
+ctest_args=()
+while (($#)); do
+  case $1 in
+    --asan) build="$root/build-asan"; cmake_args+=(-DDSP_SANITIZE=ON) ;;
+    -L|-R) [[ $# -ge 2 ]] || { echo "test.sh: $1 needs a value" >&2; exit 2; }
+           ctest_args+=("$1" "$2"); shift ;;
+    -h|--help) sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "test.sh: unknown argument '$1'" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+"$root/scripts/setup.sh"
+cmake -S "$root" -B "$build" "${cmake_args[@]}" >/dev/null
+cmake --build "$build" -j"$(nproc)"
+
+# ASan: report leaks, abort on the first error; UBSan: print stacks.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+cd "$build"
+# Unit tests in parallel; integration tests one at a time: each runs a JVM
+# ZooKeeper and real session timeouts, which a starved CPU would distort.
+status=0
+if [[ ${#ctest_args[@]} -gt 0 ]]; then
+  ctest --output-on-failure "${ctest_args[@]}" || status=$?
+else
+  ctest --output-on-failure -L unit -j"$(nproc)" || status=$?
+  ctest --output-on-failure -L integration || status=$?
+fi
+exit "$status"

@@ -1,0 +1,19 @@
+# Integration tests: real ZooKeeper servers (Debian's package, started by the
+# harness on private ports) and real dispatcherd processes. Each scenario is
+# its own ctest entry so they can run in parallel and fail independently.
+add_library(dsp_harness STATIC tests/harness.c)
+target_include_directories(dsp_harness PUBLIC tests)
+target_link_libraries(dsp_harness PUBLIC zookeeper_st)
+
+add_executable(test_cluster tests/integration/test_cluster.c)
+target_link_libraries(test_cluster PRIVATE dsp_harness dsp_core)
+add_dependencies(test_cluster dispatcherd dispatchctl)
+
+foreach(t three_members failover_term failover_kill frozen_leader zk_outage_short
+          zk_outage_long deleted_parent duplicate_id ensemble bad_flags)
+  add_test(NAME cluster.${t} COMMAND test_cluster test_${t})
+  set_tests_properties(cluster.${t} PROPERTIES
+    LABELS integration
+    TIMEOUT 300
+    ENVIRONMENT "DSP_BIN_DIR=${CMAKE_BINARY_DIR}/bin;DSP_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
+endforeach()
