@@ -10,12 +10,15 @@
 #   scripts/cluster.sh cont               SIGCONT every stopped member
 #   scripts/cluster.sh down               stop everything it started, by pid
 #
-# Environment: DSP_ZK_PORT (default 2281), DSP_SESSION_TIMEOUT (ms, default
-# 4000), DSP_CLUSTER (default "default"), DSP_BUILD_DIR (default build).
+# Environment: DSP_ZK_PORT (default 2281), DSP_BASE_PORT (members listen on
+# BASE+1..BASE+3, default 7000), DSP_SESSION_TIMEOUT (ms, default 4000),
+# DSP_CLUSTER (default "default"), DSP_BUILD_DIR (default build),
+# DSP_CLUSTER_DIR (state, default .cluster).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-state="$root/.cluster"
+state=${DSP_CLUSTER_DIR:-$root/.cluster}
+base_port=${DSP_BASE_PORT:-7000}
 zk_port=${DSP_ZK_PORT:-2281}
 timeout_ms=${DSP_SESSION_TIMEOUT:-4000}
 cluster=${DSP_CLUSTER:-default}
@@ -26,10 +29,10 @@ zkcli=/usr/share/zookeeper/bin/zkCli.sh
 die() { echo "cluster.sh: $*" >&2; exit 1; }
 
 usage() {
-  sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
 }
 
-member_port() { echo $((7000 + ${1#d})); }
+member_port() { echo $((base_port + ${1#d})); }
 
 # Running (or stopped) and not a zombie waiting to be reaped.
 alive() {

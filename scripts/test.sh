@@ -21,7 +21,7 @@ while (($#)); do
     --asan) build="$root/build-asan"; cmake_args+=(-DDSP_SANITIZE=ON) ;;
     -L|-R) [[ $# -ge 2 ]] || { echo "test.sh: $1 needs a value" >&2; exit 2; }
            ctest_args+=("$1" "$2"); shift ;;
-    -h|--help) sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "test.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
   shift

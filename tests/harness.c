@@ -290,7 +290,14 @@ zkh_ensemble *zkh_start(int n) {
     return NULL;
   }
   e->n = n;
-  snprintf(e->dir, sizeof(e->dir), "%s", th_tmpdir());
+  /* A fresh dir per ensemble: a second one in the same test process must
+     not load the first one's data. */
+  snprintf(e->dir, sizeof(e->dir), "%s/zk-XXXXXX", th_tmpdir());
+  if (mkdtemp(e->dir) == NULL) {
+    perror("harness: mkdtemp");
+    free(e);
+    return NULL;
+  }
   for (int i = 0; i < n; i++) {
     e->client_port[i] = free_port();
     e->peer_port[i] = free_port();
@@ -511,6 +518,22 @@ int zkc_delete_all(zkc *c, const char *path) {
 int zkc_set(zkc *c, const char *path, const char *data) {
   zkc_op op = {0};
   if (zoo_aset(c->zh, path, data, (int)strlen(data), -1, stat_done, &op) != ZOK ||
+      zkc_run(c, &op.done, 10000) != 0)
+    return ZOPERATIONTIMEOUT;
+  return op.rc;
+}
+
+static void create_done(int rc, const char *value, const void *d) {
+  zkc_op *op = (zkc_op *)d;
+  (void)value;
+  op->rc = rc;
+  op->done = 1;
+}
+
+int zkc_create(zkc *c, const char *path, const char *data) {
+  zkc_op op = {0};
+  if (zoo_acreate(c->zh, path, data, (int)strlen(data), &ZOO_OPEN_ACL_UNSAFE, ZOO_PERSISTENT,
+                  create_done, &op) != ZOK ||
       zkc_run(c, &op.done, 10000) != 0)
     return ZOPERATIONTIMEOUT;
   return op.rc;

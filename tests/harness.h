@@ -20,7 +20,7 @@
 
 typedef struct {
   int n;
-  char dir[256];                      /* temp dir, removed by zkh_free */
+  char dir[256];                      /* its own dir under th_tmpdir() */
   char connect[256];                  /* "127.0.0.1:p1,..." */
   int client_port[ZKH_MAX_SERVERS];
   int peer_port[ZKH_MAX_SERVERS], elect_port[ZKH_MAX_SERVERS];
@@ -77,5 +77,7 @@ void zkc_free_names(char **names, int n);
 /* Delete path and everything below it, like zkCli's deleteall. Returns rc. */
 int zkc_delete_all(zkc *c, const char *path);
 int zkc_set(zkc *c, const char *path, const char *data);
+/* Create a persistent znode. Returns rc. */
+int zkc_create(zkc *c, const char *path, const char *data);
 
 #endif

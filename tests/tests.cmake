@@ -12,6 +12,8 @@ endfunction()
 
 # --- balancer ---
 dsp_unit_test(test_balance tests/unit/test_balance.c dsp_balance)
+# `dispatchctl simulate` is tested in-process through dsp_simulate_main().
+target_sources(test_balance PRIVATE coordinator/simulate.c)
 # --- end balancer ---
 
 dsp_unit_test(test_election tests/unit/test_election.c dsp_core)

@@ -10,10 +10,16 @@ target_link_libraries(test_cluster PRIVATE dsp_harness dsp_core)
 add_dependencies(test_cluster dispatcherd dispatchctl)
 
 foreach(t three_members failover_term failover_kill frozen_leader zk_outage_short
-          zk_outage_long deleted_parent duplicate_id ensemble bad_flags)
+          zk_outage_long deleted_parent duplicate_id ensemble bad_flags
+          hand_written_znodes ctl_election)
   add_test(NAME cluster.${t} COMMAND test_cluster test_${t})
   set_tests_properties(cluster.${t} PROPERTIES
     LABELS integration
     TIMEOUT 300
     ENVIRONMENT "DSP_BIN_DIR=${CMAKE_BINARY_DIR}/bin;DSP_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
 endforeach()
+
+# The README's scripts/cluster.sh, end to end on private ports.
+add_test(NAME cluster_sh COMMAND ${CMAKE_SOURCE_DIR}/tests/integration/test_cluster_sh.sh
+                                 ${CMAKE_BINARY_DIR})
+set_tests_properties(cluster_sh PROPERTIES LABELS integration TIMEOUT 300)

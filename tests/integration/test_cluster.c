@@ -44,7 +44,7 @@ static void start_member(int i, int timeout_ms) {
                   "--log-level", "debug", NULL};
   snprintf(m->id, sizeof(m->id), "d%d", i + 1);
   snprintf(m->addr, sizeof(m->addr), "127.0.0.1:%d", 17001 + i);
-  snprintf(m->log, sizeof(m->log), "%s/%s.log", th_tmpdir(), m->id);
+  snprintf(m->log, sizeof(m->log), "%s/%s.log", cl.zk->dir, m->id);
   snprintf(m->timeout, sizeof(m->timeout), "%d", timeout_ms);
   argv[0] = (char *)th_bin("dispatcherd");
   m->pid = th_spawn(m->log, argv);
@@ -462,6 +462,111 @@ static void test_ensemble(void) {
   teardown();
 }
 
+/* Junk written by hand with zkCli: the coordinator puts its leader record
+   back, and a stray child of the election folder is ignored. */
+static void hand_written_body(void) {
+  leader_rec l, l2;
+  char buf[1024];
+  int li;
+  CHECK(wait_converged(3, &l, 30000));
+  li = index_of(l.id);
+  CHECK(zkc_set(cl.c, LEADER, "this is not json") == ZOK);
+  CHECK(wait_leader(&l2, l.epoch - 1, 10000));
+  CHECK_STR(l2.id, l.id);
+  CHECK_INT(l2.epoch, ==, l.epoch);
+  CHECK(zkc_get(cl.c, LEADER, buf, sizeof(buf), NULL) == ZOK);
+  CHECK(strstr(buf, "\"addr\":\"") != NULL);
+  /* Children that are not member znodes. */
+  CHECK(zkc_create(cl.c, ELECTION "/hello", "hand-written") == ZOK);
+  CHECK(zkc_create(cl.c, ELECTION "/member-0000000000", "{}") == ZOK);
+  /* The member after the junk must not be confused: kill the leader and
+     the cluster still converges on one leader among the real members. */
+  th_signal(cl.m[li].pid, SIGTERM);
+  th_wait_exit(cl.m[li].pid, 10000);
+  cl.m[li].pid = 0;
+  CHECK(wait_leader(&l2, l.epoch, 20000));
+  CHECK(strcmp(l2.id, l.id) != 0);
+  CHECK(wait_converged(4, &l2, 20000)); /* 2 members + 2 junk children */
+}
+
+static void test_hand_written_znodes(void) {
+  int setup_rc = setup(1, 3, 4000);
+  RUN(hand_written_body());
+  teardown();
+}
+
+/* dispatchctl election: what it prints about a live cluster, and its
+   errors. */
+static void ctl_election_body(void) {
+  leader_rec l;
+  char log[512], needle[128];
+  int status;
+  CHECK(wait_converged(3, &l, 30000));
+  {
+    char *argv[] = {NULL, "election", "--zk", cl.zk->connect, "--cluster", CLUSTER, "--json", NULL};
+    argv[0] = (char *)th_bin("dispatchctl");
+    snprintf(log, sizeof(log), "%s/ctl-json.log", th_tmpdir());
+    status = th_wait_exit(th_spawn(log, argv), 20000);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    snprintf(needle, sizeof(needle), "\"leader\":{\"id\":\"%s\"", l.id);
+    CHECK(th_log_has(log, needle, 0));
+    snprintf(needle, sizeof(needle), "\"epoch\":%" PRId64 ",", l.epoch);
+    CHECK(th_log_has(log, needle, 0));
+    for (int i = 0; i < 3; i++) {
+      snprintf(needle, sizeof(needle), "\"id\":\"%s\",\"addr\":\"%s\"", cl.m[i].id, cl.m[i].addr);
+      CHECK(th_log_has(log, needle, 0));
+    }
+    CHECK_INT(th_log_count(log, "\"role\":\"leader\""), ==, 1);
+    CHECK_INT(th_log_count(log, "\"role\":\"follower\""), ==, 2);
+  }
+  {
+    char *argv[] = {NULL, "election", "--zk", cl.zk->connect, "--cluster", CLUSTER, NULL};
+    argv[0] = (char *)th_bin("dispatchctl");
+    snprintf(log, sizeof(log), "%s/ctl-text.log", th_tmpdir());
+    status = th_wait_exit(th_spawn(log, argv), 20000);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    snprintf(needle, sizeof(needle), "leader    %s at ", l.id);
+    CHECK(th_log_has(log, needle, 0));
+    CHECK(th_log_has(log, "SEQ         ID  ADDR", 0));
+  }
+  {
+    /* No cluster of that name: no leader, no members, still exit 0. */
+    char *argv[] = {NULL, "election", "--zk", cl.zk->connect, "--cluster", "nosuch", NULL};
+    argv[0] = (char *)th_bin("dispatchctl");
+    snprintf(log, sizeof(log), "%s/ctl-none.log", th_tmpdir());
+    status = th_wait_exit(th_spawn(log, argv), 20000);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(th_log_has(log, "leader    none", 0));
+  }
+  {
+    /* Nothing listening: exit 1 with the reason. */
+    char *argv[] = {NULL, "election", "--zk", "127.0.0.1:1", NULL};
+    argv[0] = (char *)th_bin("dispatchctl");
+    snprintf(log, sizeof(log), "%s/ctl-down.log", th_tmpdir());
+    status = th_wait_exit(th_spawn(log, argv), 30000);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+    CHECK(th_log_has(log, "no answer from ZooKeeper at 127.0.0.1:1", 0));
+  }
+  {
+    static const char *const bad[][2] = {{"--cluster", "a/b"}, {"--bogus", NULL},
+                                         {"--zk", NULL}, {"extra", NULL}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+      char *argv[] = {NULL, "election", (char *)bad[i][0], (char *)bad[i][1], NULL};
+      argv[0] = (char *)th_bin("dispatchctl");
+      snprintf(log, sizeof(log), "%s/ctl-bad%zu.log", th_tmpdir(), i);
+      status = th_wait_exit(th_spawn(log, argv), 20000);
+      CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+      CHECK(th_log_has(log, "dispatchctl election: ", 0));
+    }
+  }
+}
+
+static void test_ctl_election(void) {
+  int setup_rc = setup(1, 3, 4000);
+  RUN(ctl_election_body());
+  teardown();
+}
+
 /* Bad flags: exit 2 with a message naming the flag; no ZooKeeper needed. */
 static void test_bad_flags(void) {
   static const char *const cases[][3] = {
@@ -501,7 +606,7 @@ static const test_entry tests[] = {
     TEST(test_three_members),   TEST(test_failover_term), TEST(test_failover_kill),
     TEST(test_frozen_leader),   TEST(test_zk_outage_short), TEST(test_zk_outage_long),
     TEST(test_deleted_parent),  TEST(test_duplicate_id),  TEST(test_ensemble),
-    TEST(test_bad_flags),
+    TEST(test_bad_flags),       TEST(test_hand_written_znodes), TEST(test_ctl_election),
 };
 
 TEST_MAIN(tests)
