@@ -172,12 +172,6 @@ static void on_deadline(uv_timer_t *t) {
   uv_stop(c->loop);
 }
 
-static void print_json_str(const char *s) {
-  char q[2 * DSP_ADDR_MAX + 8];
-  if (dsp_json_quote(s, q, sizeof(q)) == 0) fputs(q, stdout);
-  else fputs("\"\"", stdout);
-}
-
 static const char *role_of(ctl *c, int i) {
   if (!c->rows[i].valid) return "not a member znode";
   if (c->leader_found && !c->leader_bad && strcmp(c->leader_member, c->rows[i].name) == 0)
@@ -216,34 +210,34 @@ static void print_text(ctl *c) {
 
 static void print_json(ctl *c) {
   printf("{\"cluster\":");
-  print_json_str(c->cluster);
+  dsp_json_print(stdout, c->cluster);
   printf(",\"leader\":");
   if (!c->leader_found || c->leader_bad) {
     printf("null");
   } else {
     printf("{\"id\":");
-    print_json_str(c->leader_id);
+    dsp_json_print(stdout, c->leader_id);
     printf(",\"addr\":");
-    print_json_str(c->leader_addr);
+    dsp_json_print(stdout, c->leader_addr);
     printf(",\"epoch\":%" PRId64 ",\"member\":", c->leader_epoch);
-    print_json_str(c->leader_member);
+    dsp_json_print(stdout, c->leader_member);
     printf("}");
   }
   printf(",\"members\":[");
   for (int i = 0; i < c->nrows; i++) {
     row *r = &c->rows[i];
     printf("%s{\"znode\":", i ? "," : "");
-    print_json_str(r->name);
+    dsp_json_print(stdout, r->name);
     if (r->valid) printf(",\"seq\":%lld", r->parsed.seq);
     if (r->have_data) {
       printf(",\"id\":");
-      print_json_str(r->id);
+      dsp_json_print(stdout, r->id);
       printf(",\"addr\":");
-      print_json_str(r->addr);
+      dsp_json_print(stdout, r->addr);
       if (r->pid > 0) printf(",\"pid\":%lld", r->pid);
     }
     printf(",\"session\":\"0x%016" PRIx64 "\",\"role\":", (uint64_t)r->owner);
-    print_json_str(role_of(c, i));
+    dsp_json_print(stdout, role_of(c, i));
     printf("}");
   }
   printf("]}\n");

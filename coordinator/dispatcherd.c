@@ -13,8 +13,11 @@
 #include <string.h>
 #include <uv.h>
 
+#include "frame.h"
 #include "log.h"
 #include "member.h"
+#include "rpc_server.h"
+#include "service.h"
 #include "util.h"
 #include "zkloop.h"
 
@@ -40,6 +43,10 @@ static void usage(FILE *out) {
 "  --listen HOST:PORT      RPC address this member advertises (default " DEFAULT_LISTEN ")\n"
 "  --session-timeout MS    ZooKeeper session timeout asked for, 400-600000\n"
 "                          (default %d); the server may bound it\n"
+"  --max-frame BYTES       largest request frame accepted, 64-67108864\n"
+"                          (default 1048576)\n"
+"  --client-idle-timeout MS  drop a client that leaves half a frame unsent\n"
+"                          this long, 100-3600000 (default 10000)\n"
 "  --log-level LEVEL       error, warn, info or debug (default info)\n"
 "  -h, --help              show this help and exit\n"
 "  -V, --version           show the version and exit\n"
@@ -90,15 +97,33 @@ static int cluster_valid(const char *s) {
 typedef struct {
   uv_signal_t term, intr;
   dsp_member *member;
+  dsp_rpc_server *rpc;
+  dsp_service *svc;
 } app;
+
+/* Close everything but the member (closed by the caller or by itself). */
+static void shut_down(app *a) {
+  if (a->rpc) dsp_rpc_server_close(a->rpc);
+  a->rpc = NULL;
+  if (!uv_is_closing((uv_handle_t *)&a->term)) {
+    uv_close((uv_handle_t *)&a->term, NULL);
+    uv_close((uv_handle_t *)&a->intr, NULL);
+  }
+}
 
 static void on_signal(uv_signal_t *s, int signum) {
   app *a = s->data;
   DSP_INFO("received %s; leaving the cluster", signum == SIGTERM ? "SIGTERM" : "SIGINT");
   dsp_member_stop(a->member);
-  uv_close((uv_handle_t *)&a->term, NULL);
-  uv_close((uv_handle_t *)&a->intr, NULL);
+  shut_down(a);
 }
+
+static void on_role(void *ctx, int coordinator, int64_t epoch) {
+  app *a = ctx;
+  dsp_service_on_role(a->svc, coordinator, epoch);
+}
+
+static void on_fatal(void *ctx) { shut_down(ctx); }
 
 int main(int argc, char **argv) {
   static const struct option opts[] = {
@@ -108,12 +133,17 @@ int main(int argc, char **argv) {
       {"listen", required_argument, NULL, 'l'},
       {"session-timeout", required_argument, NULL, 't'},
       {"log-level", required_argument, NULL, 'L'},
+      {"max-frame", required_argument, NULL, 'F'},
+      {"client-idle-timeout", required_argument, NULL, 'I'},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0}};
   dsp_member_config cfg = {DEFAULT_ZK, DEFAULT_CLUSTER, NULL, DEFAULT_LISTEN,
-                           DEFAULT_SESSION_TIMEOUT_MS};
+                           DEFAULT_SESSION_TIMEOUT_MS, NULL, NULL, NULL};
   dsp_log_level level = DSP_LOG_INFO;
+  dsp_rpc_limits limits = {DSP_FRAME_DEFAULT_MAX, 0, 10000};
+  dsp_service_config scfg;
+  dsp_service *svc;
   char host[DSP_ADDR_MAX];
   long long v;
   int c, port, rc;
@@ -154,6 +184,17 @@ int main(int argc, char **argv) {
         if (dsp_log_parse_level(optarg, &level) != 0)
           return bad("--log-level: '%s' is not one of error, warn, info, debug", optarg);
         break;
+      case 'F':
+        if (dsp_parse_int(optarg, 64, 64 << 20, &v) != 0)
+          return bad("--max-frame: '%s' is not a number of bytes in 64-67108864", optarg);
+        limits.max_frame = (size_t)v;
+        break;
+      case 'I':
+        if (dsp_parse_int(optarg, 100, 3600000, &v) != 0)
+          return bad("--client-idle-timeout: '%s' is not a number of milliseconds in 100-3600000",
+                     optarg);
+        limits.idle_timeout_ms = (uint64_t)v;
+        break;
       case 'h':
         usage(stdout);
         return 0;
@@ -179,11 +220,28 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
 
   loop = uv_default_loop();
-  a.member = dsp_member_new(loop, &cfg);
-  if (a.member == NULL) {
+  memset(&scfg, 0, sizeof(scfg));
+  scfg.cluster = cfg.cluster;
+  scfg.id = cfg.id;
+  scfg.addr = cfg.addr;
+  svc = a.svc = dsp_service_new(&scfg);
+  cfg.on_role = on_role;
+  cfg.on_fatal = on_fatal;
+  cfg.ctx = &a;
+  a.member = svc ? dsp_member_new(loop, &cfg) : NULL;
+  a.rpc = svc ? dsp_rpc_server_new(loop, &limits, dsp_service_on_request, svc) : NULL;
+  if (a.member == NULL || a.rpc == NULL) {
     DSP_ERROR("out of memory");
     return 1;
   }
+  dsp_service_set_member(svc, a.member);
+  dsp_parse_hostport(cfg.addr, host, sizeof(host), &port);
+  rc = dsp_rpc_server_listen(a.rpc, host, port);
+  if (rc != 0) {
+    DSP_ERROR("cannot listen on %s: %s", cfg.addr, uv_strerror(rc));
+    return 1;
+  }
+  DSP_INFO("serving RPC on %s (max frame %zu bytes)", cfg.addr, limits.max_frame);
   rc = dsp_member_start(a.member);
   if (rc != 0) {
     DSP_ERROR("cannot start a ZooKeeper session with '%s': %s", cfg.zk_hosts, strerror(-rc));
@@ -191,6 +249,7 @@ int main(int argc, char **argv) {
   }
   uv_signal_init(loop, &a.term);
   uv_signal_init(loop, &a.intr);
+  /* Signal handles exist before anything can call shut_down(). */
   a.term.data = a.intr.data = &a;
   uv_signal_start(&a.term, on_signal, SIGTERM);
   uv_signal_start(&a.intr, on_signal, SIGINT);
@@ -202,12 +261,10 @@ int main(int argc, char **argv) {
   uv_run(loop, UV_RUN_DEFAULT);
 
   rc = dsp_member_exit_code(a.member);
-  if (!uv_is_closing((uv_handle_t *)&a.term)) {
-    uv_close((uv_handle_t *)&a.term, NULL);
-    uv_close((uv_handle_t *)&a.intr, NULL);
-    uv_run(loop, UV_RUN_DEFAULT);
-  }
+  shut_down(&a);
+  uv_run(loop, UV_RUN_DEFAULT);
   dsp_member_free(a.member);
+  dsp_service_free(svc);
   if (uv_loop_close(loop) != 0) DSP_WARN("loop closed with handles still open");
   DSP_INFO("exiting with status %d", rc);
   return rc;

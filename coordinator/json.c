@@ -265,3 +265,9 @@ int dsp_json_quote(const char *in, char *out, size_t outlen) {
   out[n] = '\0';
   return 0;
 }
+
+void dsp_json_print(FILE *out, const char *in) {
+  char q[8192];
+  if (dsp_json_quote(in ? in : "", q, sizeof(q)) == 0) fputs(q, out);
+  else fputs("\"\"", out);
+}

@@ -47,4 +47,8 @@ int dsp_json_parse(const char *s, size_t len, dsp_json_member_cb cb, void *ctx,
  */
 int dsp_json_quote(const char *in, char *out, size_t outlen);
 
+/* Print `in` as a JSON string literal to out ("" if it is too long). */
+#include <stdio.h>
+void dsp_json_print(FILE *out, const char *in);
+
 #endif

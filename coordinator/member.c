@@ -47,6 +47,9 @@ struct dsp_member {
   unsigned retry_op;
   dsp_leader_info leader;
   int64_t leading_epoch;      /* 0 when not coordinator */
+  void (*on_role)(void *ctx, int coordinator, int64_t epoch);
+  void (*on_fatal)(void *ctx);
+  void *role_ctx;
   int stopping;
   int exit_code;
   int nclosing;
@@ -497,10 +500,12 @@ static void carry_out(dsp_member *m, const dsp_el_action *acts, int n) {
       case DSP_ACT_ELECTED:
         m->leading_epoch = a->epoch;
         DSP_INFO("coordinator epoch=%" PRId64 " (%s)", a->epoch, m->el.own);
+        if (m->on_role) m->on_role(m->role_ctx, 1, a->epoch);
         break;
       case DSP_ACT_DEPOSED:
         m->leading_epoch = 0;
         DSP_WARN("stepping down: no longer coordinator (epoch=%" PRId64 ")", a->epoch);
+        if (m->on_role) m->on_role(m->role_ctx, 0, a->epoch);
         break;
       case DSP_ACT_FOLLOWING:
         log_following(m);
@@ -534,6 +539,7 @@ static void carry_out(dsp_member *m, const dsp_el_action *acts, int n) {
                   "with --id %s; exiting", m->id, m->election, a->name, m->id);
         m->exit_code = 1;
         dsp_member_stop(m);
+        if (m->on_fatal) m->on_fatal(m->role_ctx);
         return;
     }
   }
@@ -551,6 +557,9 @@ dsp_member *dsp_member_new(uv_loop_t *loop, const dsp_member_config *cfg) {
   snprintf(m->id, sizeof(m->id), "%s", cfg->id);
   snprintf(m->addr, sizeof(m->addr), "%s", cfg->addr);
   m->timeout_ms = cfg->session_timeout_ms;
+  m->on_role = cfg->on_role;
+  m->on_fatal = cfg->on_fatal;
+  m->role_ctx = cfg->ctx;
   /* cluster is at most 128 bytes, so these fit. */
   dsp_fmt(m->base, sizeof(m->base), "/dispatcher/%s", m->cluster);
   dsp_fmt(m->election, sizeof(m->election), "/dispatcher/%s/election", m->cluster);
@@ -592,8 +601,10 @@ void dsp_member_stop(dsp_member *m) {
                        (uv_handle_t *)&m->yield_timer, (uv_handle_t *)&m->restart_timer,
                        (uv_handle_t *)&m->lease};
   if (m->stopping) return;
-  if (m->leading_epoch != 0)
+  if (m->leading_epoch != 0) {
     DSP_INFO("stepping down: shutting down (epoch=%" PRId64 ")", m->leading_epoch);
+    if (m->on_role) m->on_role(m->role_ctx, 0, m->leading_epoch);
+  }
   m->leading_epoch = 0;
   m->stopping = 1;
   /* Closing the session deletes our ephemeral znodes at once. */
@@ -621,3 +632,13 @@ int dsp_member_is_coordinator(dsp_member *m, int64_t *epoch) {
 const dsp_leader_info *dsp_member_leader(const dsp_member *m) { return &m->leader; }
 
 int dsp_member_exit_code(const dsp_member *m) { return m->exit_code; }
+
+struct _zhandle *dsp_member_zh(const dsp_member *m) {
+  return m->zk ? dsp_zkloop_handle(m->zk) : NULL;
+}
+
+const char *dsp_member_role(dsp_member *m) {
+  if (dsp_member_is_coordinator(m, NULL)) return "coordinator";
+  if (m->el.state == DSP_EL_FOLLOWER) return "follower";
+  return "candidate";
+}

@@ -25,6 +25,15 @@ typedef struct {
   const char *id;             /* member id (dsp_id_valid) */
   const char *addr;           /* advertised RPC address, host:port */
   int session_timeout_ms;     /* asked of ZooKeeper; it may negotiate */
+  /* Called when this member starts (coordinator=1) or stops (0) acting as
+     coordinator; may be NULL. It may run inside a ZooKeeper callback: it
+     may issue async ZooKeeper calls, but never close the session. */
+  void (*on_role)(void *ctx, int coordinator, int64_t epoch);
+  /* Called once if the member gives up for good (its id is taken) and has
+     stopped itself; the process should close everything else and exit
+     with dsp_member_exit_code(). May be NULL. */
+  void (*on_fatal)(void *ctx);
+  void *ctx;
 } dsp_member_config;
 
 /* What a member knows of the leader, from the leader znode. */
@@ -61,8 +70,16 @@ void dsp_member_free(dsp_member *m);
  */
 int dsp_member_is_coordinator(dsp_member *m, int64_t *epoch);
 
+/* "coordinator", "follower" or "candidate" (joining, suspended, waiting). */
+const char *dsp_member_role(dsp_member *m);
+
 /* The leader as last read from ZooKeeper. */
 const dsp_leader_info *dsp_member_leader(const dsp_member *m);
+
+/* The ZooKeeper handle while a session is open, else NULL (for modules that
+   keep their own znodes, like the worker registry). */
+struct _zhandle;
+struct _zhandle *dsp_member_zh(const dsp_member *m);
 
 /* Exit status the process should end with: 0, or 1 after a fatal error. */
 int dsp_member_exit_code(const dsp_member *m);

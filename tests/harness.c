@@ -208,7 +208,7 @@ int th_wait_log(const char *log, const char *needle, long from, int timeout_ms) 
 
 /* ---- ZooKeeper servers -------------------------------------------------- */
 
-static int free_port(void) {
+int th_free_port(void) {
   struct sockaddr_in a;
   socklen_t len = sizeof(a);
   int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
@@ -299,9 +299,9 @@ zkh_ensemble *zkh_start(int n) {
     return NULL;
   }
   for (int i = 0; i < n; i++) {
-    e->client_port[i] = free_port();
-    e->peer_port[i] = free_port();
-    e->elect_port[i] = free_port();
+    e->client_port[i] = th_free_port();
+    e->peer_port[i] = th_free_port();
+    e->elect_port[i] = th_free_port();
   }
   for (int i = 0; i < n; i++) {
     char path[512];

@@ -61,6 +61,9 @@ long th_log_size(const char *log);
 /* Poll until th_log_has() or timeout; returns 1 if found. */
 int th_wait_log(const char *log, const char *needle, long from, int timeout_ms);
 
+/* A loopback TCP port nobody listens on right now. */
+int th_free_port(void);
+
 uint64_t th_now_ms(void);
 void th_sleep_ms(int ms);
 

@@ -14,9 +14,13 @@ endfunction()
 dsp_unit_test(test_balance tests/unit/test_balance.c dsp_balance)
 # `dispatchctl simulate` is tested in-process through dsp_simulate_main().
 target_sources(test_balance PRIVATE coordinator/simulate.c)
+# Allocation-failure injection (test_alloc_failures).
+target_link_options(test_balance PRIVATE
+  -Wl,--wrap=malloc -Wl,--wrap=calloc -Wl,--wrap=realloc -Wl,--wrap=strdup)
 # --- end balancer ---
 
 dsp_unit_test(test_election tests/unit/test_election.c dsp_core)
 dsp_unit_test(test_json tests/unit/test_json.c dsp_core)
+dsp_unit_test(test_frame tests/unit/test_frame.c dsp_core)
 
 include(tests/integration/integration.cmake)

@@ -5,21 +5,32 @@ add_library(dsp_harness STATIC tests/harness.c)
 target_include_directories(dsp_harness PUBLIC tests)
 target_link_libraries(dsp_harness PUBLIC zookeeper_st)
 
+# dsp_scenarios(EXE PREFIX NAME...): one ctest entry per scenario of EXE.
+function(dsp_scenarios exe prefix)
+  foreach(t ${ARGN})
+    add_test(NAME ${prefix}.${t} COMMAND ${exe} test_${t})
+    set_tests_properties(${prefix}.${t} PROPERTIES
+      LABELS integration
+      TIMEOUT 300
+      ENVIRONMENT "DSP_BIN_DIR=${CMAKE_BINARY_DIR}/bin;DSP_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
+  endforeach()
+endfunction()
+
 add_executable(test_cluster tests/integration/test_cluster.c)
 target_link_libraries(test_cluster PRIVATE dsp_harness dsp_core)
 add_dependencies(test_cluster dispatcherd dispatchctl)
 
-foreach(t three_members failover_term failover_kill frozen_leader zk_outage_short
-          zk_outage_long deleted_parent duplicate_id ensemble bad_flags
-          hand_written_znodes ctl_election)
-  add_test(NAME cluster.${t} COMMAND test_cluster test_${t})
-  set_tests_properties(cluster.${t} PROPERTIES
-    LABELS integration
-    TIMEOUT 300
-    ENVIRONMENT "DSP_BIN_DIR=${CMAKE_BINARY_DIR}/bin;DSP_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
-endforeach()
+dsp_scenarios(test_cluster cluster three_members failover_term failover_kill frozen_leader
+  zk_outage_short zk_outage_long deleted_parent duplicate_id ensemble bad_flags
+  hand_written_znodes ctl_election)
 
 # The README's scripts/cluster.sh, end to end on private ports.
 add_test(NAME cluster_sh COMMAND ${CMAKE_SOURCE_DIR}/tests/integration/test_cluster_sh.sh
                                  ${CMAKE_BINARY_DIR})
 set_tests_properties(cluster_sh PROPERTIES LABELS integration TIMEOUT 300)
+
+# The RPC of real members: operations, pipelining, bad input.
+add_executable(test_rpc tests/integration/test_rpc.c)
+target_link_libraries(test_rpc PRIVATE dsp_harness dsp_rpc)
+add_dependencies(test_rpc dispatcherd)
+dsp_scenarios(test_rpc rpc bad_input pipeline operations client_failover listen_in_use)

@@ -43,7 +43,7 @@ static void start_member(int i, int timeout_ms) {
                   "--listen", m->addr, "--session-timeout", m->timeout,
                   "--log-level", "debug", NULL};
   snprintf(m->id, sizeof(m->id), "d%d", i + 1);
-  snprintf(m->addr, sizeof(m->addr), "127.0.0.1:%d", 17001 + i);
+  snprintf(m->addr, sizeof(m->addr), "127.0.0.1:%d", th_free_port());
   snprintf(m->log, sizeof(m->log), "%s/%s.log", cl.zk->dir, m->id);
   snprintf(m->timeout, sizeof(m->timeout), "%d", timeout_ms);
   argv[0] = (char *)th_bin("dispatcherd");
@@ -407,12 +407,15 @@ static void test_deleted_parent(void) {
 static void duplicate_id_body(void) {
   leader_rec l, l2;
   char log[512], *argv[] = {NULL, "--zk", NULL, "--cluster", CLUSTER, "--id", "d2",
-                            "--listen", "127.0.0.1:17099", "--session-timeout", "2000", NULL};
+                            "--listen", NULL, "--session-timeout", "2000", NULL};
+  char addr[32];
   pid_t dup;
   int status;
   CHECK(wait_converged(3, &l, 30000));
   argv[0] = (char *)th_bin("dispatcherd");
   argv[2] = cl.zk->connect;
+  snprintf(addr, sizeof(addr), "127.0.0.1:%d", th_free_port());
+  argv[8] = addr;
   snprintf(log, sizeof(log), "%s/dup.log", th_tmpdir());
   dup = th_spawn(log, argv);
   status = th_wait_exit(dup, 30000);

@@ -148,6 +148,8 @@ static void test_errors(void)
   CHECK_INT(dsp_balance_pick(b, DSP_STRATEGY_CONSISTENT_HASH, NULL, 0, &id),
             ==, DSP_BAL_ENOKEY);
   CHECK_INT(dsp_balance_pick(b, DSP_STRATEGY_HASH, "", 0, &id), ==, 0);
+  CHECK_INT(dsp_balance_pick(b, DSP_STRATEGY_RANDOM, NULL, 0, NULL), ==,
+            DSP_BAL_EINVAL);
   CHECK_INT(dsp_balance_set_weight(b, a, 1001), ==, DSP_BAL_EWEIGHT);
   CHECK_INT(dsp_balance_set_weight(b, a, -1), ==, DSP_BAL_EWEIGHT);
   CHECK_INT(dsp_balance_set_hash_balance_factor(b, 99), ==, DSP_BAL_EINVAL);
@@ -739,7 +741,7 @@ static void test_chash_incremental(void)
       CHECK_INT(dsp_balance_add(b, name, addr, wt[i], NULL), ==, 0);
       live[i] = 1;
     }
-    if (step % 10 == 0) pick1(b, DSP_STRATEGY_CONSISTENT_HASH, "commit");
+    if (step % 10 == 0) pick1(b, DSP_STRATEGY_CONSISTENT_HASH, "between");
   }
   /* Same workers, same table order, built from scratch. */
   dsp_balance *f = dsp_balance_new();
@@ -980,6 +982,103 @@ static void test_churn_all_strategies(void)
   dsp_balance_free(b);
 }
 
+/* --- allocation failures ------------------------------------------------- */
+
+/* The test links with -Wl,--wrap for these (tests/tests.cmake): every
+ * allocation made by the balancer goes through here, and fail_at > 0 makes
+ * the fail_at-th one from now fail. */
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t m);
+void *__real_realloc(void *p, size_t n);
+char *__real_strdup(const char *s);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t n, size_t m);
+void *__wrap_realloc(void *p, size_t n);
+char *__wrap_strdup(const char *s);
+
+static long fail_at, allocs;
+
+static int should_fail(void)
+{
+  allocs++;
+  return fail_at > 0 && allocs == fail_at;
+}
+
+void *__wrap_malloc(size_t n) { return should_fail() ? NULL : __real_malloc(n); }
+void *__wrap_calloc(size_t n, size_t m)
+{
+  return should_fail() ? NULL : __real_calloc(n, m);
+}
+void *__wrap_realloc(void *p, size_t n)
+{
+  return should_fail() ? NULL : __real_realloc(p, n);
+}
+char *__wrap_strdup(const char *s) { return should_fail() ? NULL : __real_strdup(s); }
+
+/* Build a table step by step with the k-th allocation failing, for every k:
+ * each step either succeeds or returns DSP_BAL_ENOMEM and changes nothing,
+ * and the table stays usable (and, under ASan/valgrind, leak-free). */
+static void test_alloc_failures(void)
+{
+  int clean = 0;
+  /* Every k at first, then a sample: a run makes about 2,000 allocations
+   * (bucket growth, then a rebucket when the weight change grows the ring
+   * past 64 points per bucket). */
+  for (long k = 1; k < 100000 && !clean; k += k < 300 ? 1 : 17) {
+    allocs = 0;
+    fail_at = k;
+    dsp_balance *b = dsp_balance_new();
+    if (b == NULL) continue;
+    int added = 0, failed = 0;
+    for (int i = 0; i < 12; i++) {
+      char name[16], addr[32];
+      snprintf(name, sizeof(name), "w%d", i);
+      snprintf(addr, sizeof(addr), "10.0.0.%d:80", i + 1);
+      int rc = dsp_balance_add(b, name, addr, i % 3 + 1, NULL);
+      CHECK(rc == 0 || rc == DSP_BAL_ENOMEM);
+      if (rc == 0) added++;
+      else failed = 1;
+      dsp_worker_id id;
+      CHECK_INT(dsp_balance_find(b, name, &id), ==, rc == 0 ? 0 : DSP_BAL_ENOENT);
+    }
+    CHECK_INT(dsp_balance_count(b), ==, added);
+    dsp_worker_id id;
+    if (dsp_balance_at(b, 0, &id) == 0) {
+      int w = dsp_balance_worker_weight(b, id);
+      int rc = dsp_balance_set_weight(b, id, 80);
+      CHECK(rc == 0 || rc == DSP_BAL_ENOMEM);
+      CHECK_INT(dsp_balance_worker_weight(b, id), ==, rc == 0 ? 80 : w);
+      failed |= rc != 0;
+    }
+    long used = allocs;
+    fail_at = 0;
+    /* Whatever was built works, the ring included. */
+    if (added) {
+      for (int s = DSP_STRATEGY_RANDOM; s < DSP_STRATEGY_COUNT; s++)
+        CHECK_INT(dsp_balance_pick(b, (dsp_strategy)s, "k", 1, &id), ==, 0);
+      dsp_balance *f = dsp_balance_new();
+      for (size_t p = 0; p < dsp_balance_count(b); p++) {
+        dsp_balance_at(b, p, &id);
+        dsp_balance_add(f, dsp_balance_worker_name(b, id),
+                        dsp_balance_worker_addr(b, id),
+                        dsp_balance_worker_weight(b, id), NULL);
+      }
+      for (int i = 0; i < 200; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "%d", i);
+        CHECK_STR(pick1(b, DSP_STRATEGY_CONSISTENT_HASH, key),
+                  pick1(f, DSP_STRATEGY_CONSISTENT_HASH, key));
+      }
+      dsp_balance_free(f);
+    }
+    dsp_balance_free(b);
+    clean = !failed && used < k; /* no failure left to inject */
+    if (clean) fprintf(stderr, "  %ld allocations per run\n", used);
+  }
+  fail_at = 0;
+  CHECK(clean);
+}
+
 /* --- dispatchctl simulate ------------------------------------------------- */
 
 static char sim_out[1 << 20];
@@ -1046,6 +1145,9 @@ static void test_simulate_picks(void)
   CHECK_INT(sim(NULL, "-s", "round-robin", "-w", "a=h:1,b=h:2", "-n", "2",
                 "--remove", "a", "--add", "c=h:3", NULL), ==, 0);
   CHECK_STR(sim_out, "a\nb\nb\nc\n");
+  CHECK_INT(sim(NULL, "-s", "round-robin", "-w", "a=h:1,b=h:2", "-n", "4",
+                "--remove", "a", "--add", "c=h:3", "--counts", NULL), ==, 0);
+  CHECK_STR(sim_out, "a\t2\t0\nb\t2\t2\nc\t0\t2\n");
   /* least-time with scripted latencies: the fast worker wins. */
   CHECK_INT(sim(NULL, "-s", "least-time", "-w", "a=h:1,b=h:2", "--latency",
                 "a=500,b=100", "-n", "4", NULL), ==, 0);
@@ -1112,6 +1214,17 @@ static void test_simulate_keys(void)
   int ca = -1, cb = -1;
   CHECK_INT(sscanf(sim_out, "a\t%d\nb\t%d\n", &ca, &cb), ==, 2);
   CHECK_INT(ca + cb, ==, 1000);
+  /* --counts with a change: before and after per worker, then the moves. */
+  CHECK_INT(sim(NULL, "-s", "consistent-hash", "-w", w, "--keys", path,
+                "--remove", "b", "--counts", NULL), ==, 0);
+  int c[4][2], m = -1;
+  CHECK_INT(sscanf(sim_out, "a\t%d\t%d\nb\t%d\t%d\nc\t%d\t%d\nd\t%d\t%d\n"
+                   "# moved %d of 1000", &c[0][0], &c[0][1], &c[1][0], &c[1][1],
+                   &c[2][0], &c[2][1], &c[3][0], &c[3][1], &m), ==, 9);
+  CHECK_INT(c[1][1], ==, 0);
+  CHECK_INT(m, ==, c[1][0]);
+  CHECK_INT(c[0][0] + c[1][0] + c[2][0] + c[3][0], ==, 1000);
+  CHECK_INT(c[0][1] + c[2][1] + c[3][1], ==, 1000);
   unlink(path);
 }
 
@@ -1164,6 +1277,7 @@ static const test_entry tests[] = {
     TEST(test_least_conn),
     TEST(test_least_time),
     TEST(test_churn_all_strategies),
+    TEST(test_alloc_failures),
     TEST(test_simulate_picks),
     TEST(test_simulate_keys),
     TEST(test_simulate_errors),

@@ -1,0 +1,339 @@
+/*
+ * ctl_rpc.c: see ctl_rpc.h. Exit codes: 0 ok, 1 error (the error code and
+ * message on stderr, e.g. "dispatchctl: NO_ELIGIBLE_WORKER: no eligible
+ * worker"), 2 usage.
+ */
+#include "ctl_rpc.h"
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+#include "json.h"
+#include "util.h"
+
+#define ROUTE_BATCH 1000
+#define ROUTE_MAX 10000000
+
+static int usage_error(const char *cmd, const char *fmt, const char *arg) {
+  fprintf(stderr, "dispatchctl %s: ", cmd);
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, "\nTry 'dispatchctl %s --help'.\n", cmd);
+  return 2;
+}
+
+/* Common per-command option: --json may come after the command too. */
+static int parse_common(int c, int *json) {
+  if (c == 'j') {
+    *json = 1;
+    return 1;
+  }
+  return 0;
+}
+
+/* An error response: print it, return 1. */
+static int rpc_error(const dsp_pb_response *r) {
+  fprintf(stderr, "dispatchctl: %s: %s\n", dsp_rpc_code_name(r->error->code),
+          r->error->message ? r->error->message : "");
+  return 1;
+}
+
+/* ---- status --------------------------------------------------------------- */
+
+static void status_usage(FILE *out) {
+  fprintf(out,
+"Usage: dispatchctl [-s HOST:PORT,...] status [--json]\n"
+"\n"
+"Ask every member in the server list for its status: its id, role and epoch,\n"
+"the leader it knows, and (from the coordinator) the worker table.\n"
+"Exits 0 if at least one member answered.\n");
+}
+
+int dsp_ctl_status_main(int argc, char **argv, const dsp_ctl_opts *o) {
+  static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+  char list[4096], *save = NULL, *tok, err[512];
+  int json = o->json, c, answered = 0, first = 1;
+  const Dispatcher__V1__StatusReply *coord = NULL;
+  dsp_pb_response *replies[16] = {0};
+  int nrep = 0;
+
+  optind = 1;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    if (parse_common(c, &json)) continue;
+    if (c == 'h') { status_usage(stdout); return 0; }
+    return usage_error("status", "unknown option '%s'", argv[optind - 1]);
+  }
+  if (optind < argc) return usage_error("status", "unexpected argument '%s'", argv[optind]);
+  snprintf(list, sizeof(list), "%s", o->servers);
+  if (!json)
+    printf("%-16s %-22s %-12s %-20s %s\n", "MEMBER", "ADDR", "ROLE", "EPOCH", "LEADER");
+  else
+    printf("{\"members\":[");
+  for (tok = strtok_r(list, ",", &save); tok && nrep < 16; tok = strtok_r(NULL, ",", &save)) {
+    dsp_client *cl = dsp_client_new(tok, o->timeout_ms, err, sizeof(err));
+    dsp_pb_request req = DISPATCHER__V1__REQUEST__INIT;
+    Dispatcher__V1__StatusRequest sr = DISPATCHER__V1__STATUS_REQUEST__INIT;
+    dsp_pb_response *r = NULL;
+    req.body_case = DSP_PB(REQUEST__BODY_STATUS);
+    req.status = &sr;
+    if (cl == NULL || dsp_client_call(cl, &req, &r, err, sizeof(err)) != 0 ||
+        r->body_case != DSP_PB(RESPONSE__BODY_STATUS)) {
+      if (json) {
+        printf("%s{\"server\":", first ? "" : ",");
+        dsp_json_print(stdout, tok);
+        printf(",\"error\":");
+        dsp_json_print(stdout, err);
+        printf("}");
+      } else {
+        printf("%-16s %-22s %-12s %-20s %s\n", "?", tok, "unreachable", "-", err);
+      }
+      first = 0;
+      dsp_client_free_response(r);
+      dsp_client_free(cl);
+      continue;
+    }
+    answered++;
+    replies[nrep++] = r;
+    const Dispatcher__V1__StatusReply *s = r->status;
+    if (strcmp(s->role, "coordinator") == 0) coord = s;
+    if (json) {
+      printf("%s{\"server\":", first ? "" : ",");
+      dsp_json_print(stdout, tok);
+      printf(",\"id\":");
+      dsp_json_print(stdout, s->id);
+      printf(",\"addr\":");
+      dsp_json_print(stdout, s->addr);
+      printf(",\"role\":");
+      dsp_json_print(stdout, s->role);
+      printf(",\"epoch\":%" PRId64 ",\"cluster\":", s->epoch);
+      dsp_json_print(stdout, s->cluster);
+      printf(",\"leader\":");
+      if (s->leader_id && s->leader_id[0]) {
+        printf("{\"id\":");
+        dsp_json_print(stdout, s->leader_id);
+        printf(",\"addr\":");
+        dsp_json_print(stdout, s->leader_addr);
+        printf(",\"epoch\":%" PRId64 "}", s->leader_epoch);
+      } else {
+        printf("null");
+      }
+      printf("}");
+    } else {
+      char epoch[24] = "-", leader[600] = "none known";
+      if (s->epoch) snprintf(epoch, sizeof(epoch), "%" PRId64, s->epoch);
+      if (s->leader_id && s->leader_id[0])
+        snprintf(leader, sizeof(leader), "%s at %s (epoch %" PRId64 ")", s->leader_id,
+                 s->leader_addr, s->leader_epoch);
+      printf("%-16s %-22s %-12s %-20s %s\n", s->id, s->addr, s->role, epoch, leader);
+    }
+    first = 0;
+    dsp_client_free(cl);
+  }
+  if (json) {
+    printf("],\"workers\":");
+    if (coord == NULL) {
+      printf("null");
+    } else {
+      printf("[");
+      for (size_t i = 0; i < coord->n_workers; i++) {
+        const Dispatcher__V1__WorkerInfo *w = coord->workers[i];
+        printf("%s{\"name\":", i ? "," : "");
+        dsp_json_print(stdout, w->name);
+        printf(",\"addr\":");
+        dsp_json_print(stdout, w->addr);
+        printf(",\"weight\":%u,\"eligible\":%s,\"inflight\":%" PRIu64 ",\"latency_ms\":%.3f}",
+               w->weight, w->eligible ? "true" : "false", w->inflight, w->latency_ms);
+      }
+      printf("]");
+    }
+    printf("}\n");
+  } else if (coord != NULL) {
+    printf("\n%-20s %-22s %6s %-9s %9s %11s\n", "WORKER", "ADDR", "WEIGHT", "STATE", "INFLIGHT",
+           "LATENCY_MS");
+    for (size_t i = 0; i < coord->n_workers; i++) {
+      const Dispatcher__V1__WorkerInfo *w = coord->workers[i];
+      printf("%-20s %-22s %6u %-9s %9" PRIu64 " %11.3f\n", w->name, w->addr, w->weight,
+             w->eligible ? "up" : "down", w->inflight, w->latency_ms);
+    }
+    if (coord->n_workers == 0) printf("(the coordinator's worker table is empty)\n");
+  }
+  for (int i = 0; i < nrep; i++) dsp_client_free_response(replies[i]);
+  if (answered == 0) {
+    fprintf(stderr, "dispatchctl: no member answered (servers: %s)\n", o->servers);
+    return 1;
+  }
+  return 0;
+}
+
+/* ---- route ---------------------------------------------------------------- */
+
+static void route_usage(FILE *out) {
+  fprintf(out,
+"Usage: dispatchctl [-s HOST:PORT,...] route [--strategy S] [--key K] [-n N] [--json]\n"
+"\n"
+"Ask the cluster for N routing decisions (default 1) and print one worker\n"
+"name per line. Any member answers; the coordinator decides.\n"
+"\n"
+"  --strategy S   random, round-robin, weighted, hash, consistent-hash,\n"
+"                 least-conn, least-time, p2c (default: the cluster's)\n"
+"  --key K        the key for hash strategies\n"
+"  -n N           number of decisions, 1-%d\n"
+"  --json         {\"epoch\":…,\"decisions\":[{\"worker\":…,\"addr\":…},…]}\n",
+          ROUTE_MAX);
+}
+
+int dsp_ctl_route_main(int argc, char **argv, const dsp_ctl_opts *o) {
+  static const struct option opts[] = {{"strategy", required_argument, NULL, 's'},
+                                       {"key", required_argument, NULL, 'k'},
+                                       {"json", no_argument, NULL, 'j'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+  const char *strategy = "", *key = NULL;
+  long long n = 1;
+  int json = o->json, c, rc = 0, first = 1;
+  char err[512];
+  dsp_client *cl;
+  int64_t epoch = 0;
+
+  optind = 1;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":hn:", opts, NULL)) != -1) {
+    if (parse_common(c, &json)) continue;
+    switch (c) {
+      case 's': strategy = optarg; break;
+      case 'k': key = optarg; break;
+      case 'n':
+        if (dsp_parse_int(optarg, 1, ROUTE_MAX, &n) != 0)
+          return usage_error("route", "-n: '%s' is not a number from 1 to 10000000", optarg);
+        break;
+      case 'h': route_usage(stdout); return 0;
+      case ':': return usage_error("route", "option '%s' needs a value", argv[optind - 1]);
+      default: return usage_error("route", "unknown option '%s'", argv[optind - 1]);
+    }
+  }
+  if (optind < argc) return usage_error("route", "unexpected argument '%s'", argv[optind]);
+  cl = dsp_client_new(o->servers, o->timeout_ms, err, sizeof(err));
+  if (cl == NULL) {
+    fprintf(stderr, "dispatchctl: %s\n", err);
+    return 1;
+  }
+  if (json) printf("{\"decisions\":[");
+  for (long long done = 0; done < n && rc == 0;) {
+    dsp_pb_request req = DISPATCHER__V1__REQUEST__INIT;
+    Dispatcher__V1__RouteRequest rr = DISPATCHER__V1__ROUTE_REQUEST__INIT;
+    dsp_pb_response *r = NULL;
+    unsigned batch = (unsigned)(n - done > ROUTE_BATCH ? ROUTE_BATCH : n - done);
+    rr.strategy = (char *)strategy;
+    if (key != NULL) {
+      rr.key.data = (uint8_t *)key;
+      rr.key.len = strlen(key);
+    }
+    rr.count = batch;
+    req.body_case = DSP_PB(REQUEST__BODY_ROUTE);
+    req.route = &rr;
+    if (dsp_client_call(cl, &req, &r, err, sizeof(err)) != 0) {
+      fprintf(stderr, "dispatchctl: %s\n", err);
+      rc = 1;
+      break;
+    }
+    if (r->body_case == DSP_PB(RESPONSE__BODY_ERROR)) {
+      rc = rpc_error(r);
+    } else if (r->body_case != DSP_PB(RESPONSE__BODY_ROUTE)) {
+      fprintf(stderr, "dispatchctl: unexpected reply to route\n");
+      rc = 1;
+    } else {
+      epoch = r->epoch;
+      for (size_t i = 0; i < r->route->n_decisions; i++) {
+        const Dispatcher__V1__Decision *d = r->route->decisions[i];
+        if (json) {
+          printf("%s{\"worker\":", first ? "" : ",");
+          dsp_json_print(stdout, d->worker);
+          printf(",\"addr\":");
+          dsp_json_print(stdout, d->addr);
+          printf("}");
+        } else {
+          printf("%s\n", d->worker);
+        }
+        first = 0;
+      }
+      done += (long long)r->route->n_decisions;
+      if (r->route->n_decisions == 0) rc = 1;
+    }
+    dsp_client_free_response(r);
+  }
+  if (json) printf("],\"epoch\":%" PRId64 "}\n", epoch);
+  dsp_client_free(cl);
+  return rc;
+}
+
+/* ---- report --------------------------------------------------------------- */
+
+static void report_usage(FILE *out) {
+  fprintf(out,
+"Usage: dispatchctl [-s HOST:PORT,...] report WORKER ok|fail [--latency-ms MS] [--json]\n"
+"\n"
+"Tell the coordinator how a task routed to WORKER ended: its in-flight count\n"
+"drops by one, and the latency feeds least-time.\n");
+}
+
+int dsp_ctl_report_main(int argc, char **argv, const dsp_ctl_opts *o) {
+  static const struct option opts[] = {{"latency-ms", required_argument, NULL, 'l'},
+                                       {"json", no_argument, NULL, 'j'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+  long long lat = 0;
+  int json = o->json, c, ok, rc;
+  char err[512];
+  dsp_client *cl;
+  dsp_pb_request req = DISPATCHER__V1__REQUEST__INIT;
+  Dispatcher__V1__ReportRequest rq = DISPATCHER__V1__REPORT_REQUEST__INIT;
+  dsp_pb_response *r = NULL;
+
+  optind = 1;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    if (parse_common(c, &json)) continue;
+    switch (c) {
+      case 'l':
+        if (dsp_parse_int(optarg, 0, 86400000, &lat) != 0)
+          return usage_error("report", "--latency-ms: '%s' is not a number of milliseconds",
+                             optarg);
+        break;
+      case 'h': report_usage(stdout); return 0;
+      case ':': return usage_error("report", "option '%s' needs a value", argv[optind - 1]);
+      default: return usage_error("report", "unknown option '%s'", argv[optind - 1]);
+    }
+  }
+  if (argc - optind != 2) return usage_error("report", "needs WORKER and ok|fail%s", "");
+  if (strcmp(argv[optind + 1], "ok") == 0) ok = 1;
+  else if (strcmp(argv[optind + 1], "fail") == 0) ok = 0;
+  else return usage_error("report", "outcome '%s' is neither ok nor fail", argv[optind + 1]);
+  cl = dsp_client_new(o->servers, o->timeout_ms, err, sizeof(err));
+  if (cl == NULL) {
+    fprintf(stderr, "dispatchctl: %s\n", err);
+    return 1;
+  }
+  rq.worker = argv[optind];
+  rq.ok = ok;
+  rq.latency_us = (uint64_t)lat * 1000u;
+  req.body_case = DSP_PB(REQUEST__BODY_REPORT);
+  req.report = &rq;
+  if (dsp_client_call(cl, &req, &r, err, sizeof(err)) != 0) {
+    fprintf(stderr, "dispatchctl: %s\n", err);
+    rc = 1;
+  } else if (r->body_case == DSP_PB(RESPONSE__BODY_ERROR)) {
+    rc = rpc_error(r);
+  } else {
+    rc = 0;
+    if (json) printf("{\"ok\":true,\"epoch\":%" PRId64 "}\n", r->epoch);
+  }
+  dsp_client_free_response(r);
+  dsp_client_free(cl);
+  return rc;
+}

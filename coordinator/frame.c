@@ -1,0 +1,95 @@
+/*
+ * frame.c: see frame.h.
+ */
+#include "frame.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MIN_CAP 4096
+
+void dsp_framer_init(dsp_framer *f, size_t max_frame) {
+  memset(f, 0, sizeof(*f));
+  f->max_frame = max_frame;
+}
+
+void dsp_framer_free(dsp_framer *f) {
+  free(f->buf);
+  f->buf = NULL;
+  f->cap = f->start = f->end = 0;
+}
+
+static uint32_t get_be32(const uint8_t *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+void dsp_frame_put_header(uint8_t out[DSP_FRAME_HEADER], uint32_t len) {
+  out[0] = (uint8_t)(len >> 24);
+  out[1] = (uint8_t)(len >> 16);
+  out[2] = (uint8_t)(len >> 8);
+  out[3] = (uint8_t)len;
+}
+
+int dsp_framer_reserve(dsp_framer *f, size_t want, uint8_t **ptr, size_t *len) {
+  size_t have = f->end - f->start, need = want;
+  /* A frame in progress whose header we have: make room for all of it. */
+  if (have >= DSP_FRAME_HEADER) {
+    uint32_t body = get_be32(f->buf + f->start);
+    if (body <= f->max_frame && (size_t)body + DSP_FRAME_HEADER > have &&
+        (size_t)body + DSP_FRAME_HEADER - have > need)
+      need = (size_t)body + DSP_FRAME_HEADER - have;
+  }
+  if (f->start > 0 && (f->cap - f->end < need || f->start == f->end)) {
+    memmove(f->buf, f->buf + f->start, have);
+    f->start = 0;
+    f->end = have;
+  }
+  if (f->cap - f->end < need) {
+    size_t cap = f->cap ? f->cap : MIN_CAP;
+    uint8_t *nb;
+    while (cap - f->end < need) cap *= 2;
+    nb = realloc(f->buf, cap);
+    if (nb == NULL) return DSP_FRAME_NOMEM;
+    f->buf = nb;
+    f->cap = cap;
+  }
+  *ptr = f->buf + f->end;
+  *len = f->cap - f->end;
+  return 0;
+}
+
+void dsp_framer_commit(dsp_framer *f, size_t n) {
+  f->end += n;
+}
+
+int dsp_framer_feed(dsp_framer *f, const void *data, size_t n) {
+  uint8_t *p;
+  size_t avail;
+  if (n == 0) return 0;
+  if (dsp_framer_reserve(f, n, &p, &avail) != 0) return DSP_FRAME_NOMEM;
+  memcpy(p, data, n);
+  dsp_framer_commit(f, n);
+  return 0;
+}
+
+int dsp_framer_next(dsp_framer *f, const uint8_t **payload, size_t *len) {
+  size_t have = f->end - f->start;
+  uint32_t body;
+  if (f->bad_len != 0) return DSP_FRAME_TOO_LARGE;
+  if (have < DSP_FRAME_HEADER) return DSP_FRAME_NEED_MORE;
+  body = get_be32(f->buf + f->start);
+  if (body > f->max_frame) {
+    f->bad_len = body ? body : 1;
+    return DSP_FRAME_TOO_LARGE;
+  }
+  if (have - DSP_FRAME_HEADER < body) return DSP_FRAME_NEED_MORE;
+  *payload = f->buf + f->start + DSP_FRAME_HEADER;
+  *len = body;
+  f->start += DSP_FRAME_HEADER + (size_t)body;
+  if (f->start == f->end) f->start = f->end = 0;
+  return DSP_FRAME_OK;
+}
+
+size_t dsp_framer_buffered(const dsp_framer *f) {
+  return f->end - f->start;
+}

@@ -1,0 +1,68 @@
+/*
+ * frame.h: length-prefixed framing for the RPC (docs/protocol.md). A frame
+ * is a 4-byte big-endian length followed by that many bytes of message.
+ *
+ * dsp_framer is an incremental decoder over a growable buffer: the reader
+ * reserves space, reads into it (libuv's alloc/read callbacks, so bytes are
+ * copied once), commits what arrived, then takes complete frames out. It is
+ * pure (no I/O) and never trusts the length it reads: a length over the
+ * configured maximum is an error before any byte of the body is buffered.
+ */
+#ifndef DSP_FRAME_H
+#define DSP_FRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define DSP_FRAME_HEADER 4
+#define DSP_FRAME_DEFAULT_MAX (1u << 20) /* 1 MiB */
+
+enum {
+  DSP_FRAME_NEED_MORE = 0,   /* no complete frame yet */
+  DSP_FRAME_OK = 1,          /* *payload and *len set */
+  DSP_FRAME_TOO_LARGE = -1,  /* announced length > max: close the stream */
+  DSP_FRAME_NOMEM = -2
+};
+
+typedef struct {
+  uint8_t *buf;
+  size_t cap;       /* allocated */
+  size_t start;     /* first unconsumed byte */
+  size_t end;       /* one past the last byte read */
+  size_t max_frame; /* largest body accepted */
+  uint32_t bad_len; /* the offending length after DSP_FRAME_TOO_LARGE */
+} dsp_framer;
+
+/* Initialise an empty decoder accepting bodies of up to max_frame bytes. */
+void dsp_framer_init(dsp_framer *f, size_t max_frame);
+
+/* Release the buffer. The framer may be initialised again. */
+void dsp_framer_free(dsp_framer *f);
+
+/*
+ * Space to read into: at least `want` bytes (more when a frame in progress
+ * needs it). Returns 0 with *ptr and *len set, or DSP_FRAME_NOMEM. Compacts the
+ * buffer, so pointers from dsp_framer_next() are invalid afterwards.
+ */
+int dsp_framer_reserve(dsp_framer *f, size_t want, uint8_t **ptr, size_t *len);
+
+/* n bytes were written at the pointer dsp_framer_reserve() returned. */
+void dsp_framer_commit(dsp_framer *f, size_t n);
+
+/* Copy bytes in (reserve + memcpy + commit). Returns 0 or DSP_FRAME_NOMEM. */
+int dsp_framer_feed(dsp_framer *f, const void *data, size_t n);
+
+/*
+ * Take the next complete frame. Returns DSP_FRAME_OK with *payload and *len
+ * (valid until the next reserve/feed), DSP_FRAME_NEED_MORE, or
+ * DSP_FRAME_TOO_LARGE (sticky: the stream cannot be resynchronised).
+ */
+int dsp_framer_next(dsp_framer *f, const uint8_t **payload, size_t *len);
+
+/* Bytes buffered that are not yet a complete frame (a half frame waiting). */
+size_t dsp_framer_buffered(const dsp_framer *f);
+
+/* Write the 4-byte header for a body of `len` bytes. */
+void dsp_frame_put_header(uint8_t out[DSP_FRAME_HEADER], uint32_t len);
+
+#endif

@@ -1,0 +1,246 @@
+/*
+ * service.c: see service.h.
+ */
+#include "service.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define MAX_ROUTE_COUNT 1000
+
+struct dsp_service {
+  dsp_member *member;
+  dsp_balance *table;      /* while coordinator */
+  int64_t epoch;           /* while coordinator */
+  dsp_strategy default_strategy;
+  unsigned max_count;
+  char cluster[128], id[DSP_ID_MAX + 1], addr[DSP_ADDR_MAX];
+};
+
+dsp_service *dsp_service_new(const dsp_service_config *cfg) {
+  dsp_service *s = calloc(1, sizeof(*s));
+  if (s == NULL) return NULL;
+  snprintf(s->cluster, sizeof(s->cluster), "%s", cfg->cluster);
+  snprintf(s->id, sizeof(s->id), "%s", cfg->id);
+  snprintf(s->addr, sizeof(s->addr), "%s", cfg->addr);
+  s->default_strategy = cfg->default_strategy != DSP_STRATEGY_DEFAULT
+                            ? cfg->default_strategy
+                            : DSP_STRATEGY_ROUND_ROBIN;
+  s->max_count = cfg->max_route_count ? cfg->max_route_count : MAX_ROUTE_COUNT;
+  return s;
+}
+
+void dsp_service_set_member(dsp_service *s, dsp_member *m) { s->member = m; }
+
+void dsp_service_free(dsp_service *s) {
+  if (s == NULL) return;
+  dsp_balance_free(s->table);
+  free(s);
+}
+
+dsp_balance *dsp_service_table(dsp_service *s) { return s->table; }
+
+void dsp_service_on_role(void *svc, int coordinator, int64_t epoch) {
+  dsp_service *s = svc;
+  /* A new coordinator starts from a new table: cycles and in-flight counts
+     do not survive a failover (docs/strategies.md). */
+  dsp_balance_free(s->table);
+  s->table = NULL;
+  s->epoch = 0;
+  if (!coordinator) return;
+  s->table = dsp_balance_new();
+  if (s->table == NULL) {
+    DSP_ERROR("out of memory building the worker table");
+    return;
+  }
+  dsp_balance_set_default(s->table, s->default_strategy);
+  s->epoch = epoch;
+}
+
+/* 1 if we may answer from the table now (lease checked on the spot). */
+static int coordinating(dsp_service *s, int64_t *epoch) {
+  return s->table != NULL && s->member != NULL && dsp_member_is_coordinator(s->member, epoch);
+}
+
+static void not_coordinator(dsp_service *s, dsp_rpc_conn *c, uint64_t id) {
+  const dsp_leader_info *l = s->member ? dsp_member_leader(s->member) : NULL;
+  char msg[512];
+  if (l != NULL && l->known && strcmp(l->id, s->id) != 0) {
+    snprintf(msg, sizeof(msg), "%s is not the coordinator; the coordinator is %s at %s (epoch %" PRId64 ")",
+             s->id, l->id, l->addr, l->epoch);
+    dsp_rpc_reply_error(c, id, 0, DSP_PB(ERROR_CODE__NOT_COORDINATOR), msg);
+  } else {
+    snprintf(msg, sizeof(msg), "%s is not the coordinator and knows of none", s->id);
+    dsp_rpc_reply_error(c, id, 0, DSP_PB(ERROR_CODE__NO_COORDINATOR), msg);
+  }
+}
+
+static int bal_code(int rc) {
+  switch (rc) {
+    case DSP_BAL_ENOWORKER: return DSP_PB(ERROR_CODE__NO_ELIGIBLE_WORKER);
+    case DSP_BAL_ESTRATEGY: return DSP_PB(ERROR_CODE__UNKNOWN_STRATEGY);
+    case DSP_BAL_ENOKEY: return DSP_PB(ERROR_CODE__KEY_REQUIRED);
+    case DSP_BAL_ENOENT: return DSP_PB(ERROR_CODE__UNKNOWN_WORKER);
+    default: return DSP_PB(ERROR_CODE__INTERNAL);
+  }
+}
+
+static void route(dsp_service *s, dsp_rpc_conn *c, const dsp_pb_request *req, int64_t epoch) {
+  const Dispatcher__V1__RouteRequest *rr = req->route;
+  dsp_pb_response r = DISPATCHER__V1__RESPONSE__INIT;
+  Dispatcher__V1__RouteReply reply = DISPATCHER__V1__ROUTE_REPLY__INIT;
+  Dispatcher__V1__Decision *dec, **decp;
+  unsigned count = rr->count ? rr->count : 1;
+  int strategy = DSP_STRATEGY_DEFAULT, rc = 0;
+  const void *key = rr->key.len > 0 ? rr->key.data : NULL;
+  char msg[160];
+
+  if (rr->strategy != NULL && rr->strategy[0] != '\0') {
+    strategy = dsp_strategy_parse(rr->strategy);
+    if (strategy < 0) {
+      snprintf(msg, sizeof(msg), "unknown strategy '%.64s'", rr->strategy);
+      dsp_rpc_reply_error(c, req->id, epoch, DSP_PB(ERROR_CODE__UNKNOWN_STRATEGY), msg);
+      return;
+    }
+  }
+  if (count > s->max_count) {
+    snprintf(msg, sizeof(msg), "count %u is over the limit of %u", count, s->max_count);
+    dsp_rpc_reply_error(c, req->id, epoch, DSP_PB(ERROR_CODE__BAD_REQUEST), msg);
+    return;
+  }
+  dec = calloc(count, sizeof(*dec));
+  decp = calloc(count, sizeof(*decp));
+  if (dec == NULL || decp == NULL) {
+    free(dec);
+    free(decp);
+    dsp_rpc_reply_error(c, req->id, epoch, DSP_PB(ERROR_CODE__BUSY), "out of memory");
+    return;
+  }
+  for (unsigned i = 0; i < count; i++) {
+    dsp_worker_id w;
+    rc = dsp_balance_pick(s->table, (dsp_strategy)strategy, key, rr->key.len, &w);
+    if (rc != 0) {
+      /* Undo the picks already counted in flight: nobody will report them. */
+      for (unsigned j = 0; j < i; j++) {
+        dsp_worker_id u;
+        if (dsp_balance_find(s->table, dec[j].worker, &u) == 0)
+          dsp_balance_report(s->table, u, 1, -1);
+      }
+      break;
+    }
+    dispatcher__v1__decision__init(&dec[i]);
+    dec[i].worker = (char *)dsp_balance_worker_name(s->table, w);
+    dec[i].addr = (char *)dsp_balance_worker_addr(s->table, w);
+    decp[i] = &dec[i];
+  }
+  if (rc != 0) {
+    dsp_rpc_reply_error(c, req->id, epoch, bal_code(rc), dsp_balance_strerror(rc));
+  } else {
+    reply.n_decisions = count;
+    reply.decisions = decp;
+    r.id = req->id;
+    r.epoch = epoch;
+    r.body_case = DSP_PB(RESPONSE__BODY_ROUTE);
+    r.route = &reply;
+    dsp_rpc_reply(c, &r);
+  }
+  free(dec);
+  free(decp);
+}
+
+static void report(dsp_service *s, dsp_rpc_conn *c, const dsp_pb_request *req, int64_t epoch) {
+  const Dispatcher__V1__ReportRequest *rq = req->report;
+  dsp_pb_response r = DISPATCHER__V1__RESPONSE__INIT;
+  Dispatcher__V1__ReportReply reply = DISPATCHER__V1__REPORT_REPLY__INIT;
+  dsp_worker_id w;
+  char msg[320];
+  if (rq->worker == NULL || dsp_balance_find(s->table, rq->worker, &w) != 0) {
+    snprintf(msg, sizeof(msg), "no worker named '%.255s'", rq->worker ? rq->worker : "");
+    dsp_rpc_reply_error(c, req->id, epoch, DSP_PB(ERROR_CODE__UNKNOWN_WORKER), msg);
+    return;
+  }
+  dsp_balance_report(s->table, w, rq->ok, (double)rq->latency_us);
+  r.id = req->id;
+  r.epoch = epoch;
+  r.body_case = DSP_PB(RESPONSE__BODY_REPORT);
+  r.report = &reply;
+  dsp_rpc_reply(c, &r);
+}
+
+static void status(dsp_service *s, dsp_rpc_conn *c, const dsp_pb_request *req) {
+  dsp_pb_response r = DISPATCHER__V1__RESPONSE__INIT;
+  Dispatcher__V1__StatusReply st = DISPATCHER__V1__STATUS_REPLY__INIT;
+  const dsp_leader_info *l = dsp_member_leader(s->member);
+  Dispatcher__V1__WorkerInfo *wi = NULL, **wip = NULL;
+  int64_t epoch = 0;
+  size_t n = 0;
+
+  st.id = s->id;
+  st.addr = s->addr;
+  st.cluster = s->cluster;
+  st.role = (char *)dsp_member_role(s->member);
+  if (coordinating(s, &epoch)) {
+    st.epoch = epoch;
+    n = dsp_balance_count(s->table);
+    wi = calloc(n ? n : 1, sizeof(*wi));
+    wip = calloc(n ? n : 1, sizeof(*wip));
+    if (wi == NULL || wip == NULL) n = 0;
+    for (size_t i = 0; i < n; i++) {
+      dsp_worker_id w;
+      double lat;
+      dispatcher__v1__worker_info__init(&wi[i]);
+      if (dsp_balance_at(s->table, i, &w) != 0) continue;
+      wi[i].name = (char *)dsp_balance_worker_name(s->table, w);
+      wi[i].addr = (char *)dsp_balance_worker_addr(s->table, w);
+      wi[i].weight = (uint32_t)dsp_balance_worker_weight(s->table, w);
+      wi[i].eligible = dsp_balance_worker_eligible(s->table, w) == 1;
+      wi[i].inflight = (uint64_t)dsp_balance_worker_inflight(s->table, w);
+      lat = dsp_balance_worker_latency(s->table, w);
+      wi[i].latency_ms = lat < 0 ? 0 : lat / 1000.0;
+      wip[i] = &wi[i];
+    }
+    st.n_workers = n;
+    st.workers = wip;
+  }
+  if (l->known) {
+    st.leader_id = (char *)l->id;
+    st.leader_addr = (char *)l->addr;
+    st.leader_epoch = l->epoch;
+  }
+  r.id = req->id;
+  r.body_case = DSP_PB(RESPONSE__BODY_STATUS);
+  r.status = &st;
+  dsp_rpc_reply(c, &r);
+  free(wi);
+  free(wip);
+}
+
+void dsp_service_on_request(void *svc, dsp_rpc_conn *c, const dsp_pb_request *req) {
+  dsp_service *s = svc;
+  int64_t epoch = 0;
+  switch (req->body_case) {
+    case DSP_PB(REQUEST__BODY_STATUS):
+      status(s, c, req);
+      return;
+    case DSP_PB(REQUEST__BODY_ROUTE):
+      if (!coordinating(s, &epoch)) not_coordinator(s, c, req->id);
+      else route(s, c, req, epoch);
+      return;
+    case DSP_PB(REQUEST__BODY_REPORT):
+      if (!coordinating(s, &epoch)) not_coordinator(s, c, req->id);
+      else report(s, c, req, epoch);
+      return;
+    case DSP_PB(REQUEST__BODY_HEARTBEAT):
+      dsp_rpc_reply_error(c, req->id, 0, DSP_PB(ERROR_CODE__NOT_IMPLEMENTED),
+                          "heartbeats arrive with health checking");
+      return;
+    default:
+      dsp_rpc_reply_error(c, req->id, 0, DSP_PB(ERROR_CODE__NOT_IMPLEMENTED),
+                          "worker administration arrives with the worker registry");
+      return;
+  }
+}

@@ -1,0 +1,43 @@
+/*
+ * service.h: what a member does with each RPC request (docs/protocol.md).
+ *
+ * Status is answered by every member itself. Route and Report need the
+ * coordinator's table: the coordinator answers them from its table, stamped
+ * with its epoch; a member that is not the coordinator answers
+ * NOT_COORDINATOR with the leader it knows in the message (forwarding to
+ * the coordinator comes next, docs/protocol.md "Roadmap").
+ */
+#ifndef DSP_SERVICE_H
+#define DSP_SERVICE_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "balance.h"
+#include "member.h"
+#include "rpc_server.h"
+
+typedef struct dsp_service dsp_service;
+
+typedef struct {
+  const char *cluster, *id, *addr;  /* copied */
+  dsp_strategy default_strategy;    /* DSP_STRATEGY_DEFAULT: round-robin */
+  unsigned max_route_count;         /* largest RouteRequest.count; 0: 1000 */
+} dsp_service_config;
+
+/* Returns NULL when out of memory. The member is set later (it needs the
+   service's role callback first): see dsp_service_set_member(). */
+dsp_service *dsp_service_new(const dsp_service_config *cfg);
+void dsp_service_set_member(dsp_service *s, dsp_member *m);
+void dsp_service_free(dsp_service *s);
+
+/* The member's role callback (dsp_member_config.on_role). */
+void dsp_service_on_role(void *svc, int coordinator, int64_t epoch);
+
+/* The rpc_server request callback. */
+void dsp_service_on_request(void *svc, dsp_rpc_conn *c, const dsp_pb_request *req);
+
+/* The coordinator's table while this member coordinates, else NULL. */
+dsp_balance *dsp_service_table(dsp_service *s);
+
+#endif
