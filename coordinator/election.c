@@ -101,13 +101,23 @@ static void retry_later(dsp_election *el, acts *a) {
   emit(a, DSP_ACT_RETRY_LATER, ++el->op, NULL, 0);
 }
 
+/* Withdraw any claim on the leader znode (the glue deletes it only if it is
+   still ours, and reports back with this claim's number). */
+static void unpublish(dsp_election *el, acts *a) {
+  if (el->may_own_leader) emit(a, DSP_ACT_UNPUBLISH, el->claim, NULL, el->epoch);
+}
+
 /* Leave leadership (or a claim on it) while still connected. */
 static void step_down(dsp_election *el, acts *a) {
   if (el->state == DSP_EL_LEADER) emit(a, DSP_ACT_DEPOSED, 0, NULL, el->epoch);
-  if (el->state == DSP_EL_LEADER || el->state == DSP_EL_PUBLISHING ||
-      el->state == DSP_EL_LEADER_WAIT)
-    emit(a, DSP_ACT_UNPUBLISH, 0, NULL, el->epoch);
+  unpublish(el, a);
   el->epoch = 0;
+}
+
+static void claim(dsp_election *el, dsp_el_action_type t, acts *a) {
+  el->claim++;
+  el->may_own_leader = 1;
+  emit(a, t, ++el->op, NULL, el->epoch);
 }
 
 /* The decision after listing the election folder. */
@@ -118,6 +128,7 @@ static void decide(dsp_election *el, const dsp_el_event *ev, acts *a) {
 
   for (size_t i = 0; i < ev->nchildren; i++) {
     if (dsp_el_parse_name(ev->children[i], &m) != 0) continue;
+    if (strcmp(ev->children[i], el->foreign) == 0) continue; /* not really ours */
     if (m.session == el->session && strcmp(m.id, el->id) == 0 &&
         (own_name == NULL || m.seq < own.seq)) {
       own = m;
@@ -131,6 +142,7 @@ static void decide(dsp_election *el, const dsp_el_event *ev, acts *a) {
   for (size_t i = 0; i < ev->nchildren; i++) {
     const char *name = ev->children[i];
     if (dsp_el_parse_name(name, &m) != 0 || name == own_name) continue;
+    if (strcmp(name, el->foreign) == 0) continue;
     if (strcmp(m.id, el->id) == 0 && m.session != el->session) {
       if (m.session == el->prev_session) {
         /* Ours, from the session we gave up: it can only mislead. */
@@ -149,6 +161,8 @@ static void decide(dsp_election *el, const dsp_el_event *ev, acts *a) {
     }
   }
   if (stale != NULL) emit(a, DSP_ACT_DELETE, 0, stale, 0);
+  /* Not about to lead: a leader znode we may still hold must go. */
+  if (own_name == NULL || pred != NULL || dup != NULL) unpublish(el, a);
 
   if (dup != NULL) {
     /* Another live session holds our id and was there first: yield. */
@@ -177,7 +191,7 @@ static void decide(dsp_election *el, const dsp_el_event *ev, acts *a) {
 
 static void publish(dsp_election *el, acts *a) {
   el->state = DSP_EL_PUBLISHING;
-  emit(a, DSP_ACT_PUBLISH, ++el->op, NULL, el->epoch);
+  claim(el, DSP_ACT_PUBLISH, a);
 }
 
 /* An op result for the op we await. */
@@ -213,10 +227,17 @@ static void on_result(dsp_election *el, const dsp_el_event *ev, acts *a) {
         break;
       }
       if (el->state != DSP_EL_VERIFYING) break;
-      if (ev->rc == DSP_EL_NONODE || ev->owner != el->session) {
-        /* Gone, or not really ours (stale): never lead on it. */
+      if (ev->rc == DSP_EL_NONODE) {
         el->own[0] = '\0';
         start_list(el, a);
+        break;
+      }
+      if (ev->owner != el->session) {
+        /* Named like ours but owned by another (written by hand): never
+           lead on it, ignore it from now on, and pause before going on. */
+        set_str(el->foreign, el->own);
+        el->own[0] = '\0';
+        retry_later(el, a);
         break;
       }
       el->epoch = ev->czxid;
@@ -245,7 +266,7 @@ static void on_result(dsp_election *el, const dsp_el_event *ev, acts *a) {
     case DSP_EV_LEADER_STAT:
       if (el->state == DSP_EL_LEADER) {
         if (ev->rc == DSP_EL_NONODE) {
-          emit(a, DSP_ACT_PUBLISH, ++el->op, NULL, el->epoch);
+          claim(el, DSP_ACT_PUBLISH, a);
         } else if (ev->owner != el->session) {
           /* Another session claims leadership: never argue, re-check. */
           step_down(el, a);
@@ -259,7 +280,11 @@ static void on_result(dsp_election *el, const dsp_el_event *ev, acts *a) {
       } else if (ev->owner == el->session) {
         /* Ours already: an earlier create whose reply was lost. */
         el->state = DSP_EL_PUBLISHING;
-        emit(a, DSP_ACT_REPUBLISH, ++el->op, NULL, el->epoch);
+        claim(el, DSP_ACT_REPUBLISH, a);
+      } else if (ev->owner == 0) {
+        /* A persistent leader znode is no leader's: written by hand.
+           Delete it; its watch brings us back to publish. */
+        emit(a, DSP_ACT_CLEAR_JUNK, 0, NULL, 0);
       }
       /* else: another session's; its watch brings us back. */
       break;
@@ -293,7 +318,10 @@ int dsp_election_step(dsp_election *el, const dsp_el_event *ev,
         snprintf(el->tag, sizeof(el->tag), "%016" PRIx64, (uint64_t)ev->session);
         snprintf(el->prefix, sizeof(el->prefix), PREFIX "%s_%s-", el->id, el->tag);
         el->own[0] = '\0';
+        el->may_own_leader = 0; /* went with the old session */
       }
+      /* The client can reconnect without reporting the loss first. */
+      if (el->state == DSP_EL_LEADER) emit(&a, DSP_ACT_DEPOSED, 0, NULL, el->epoch);
       el->epoch = 0;
       emit(&a, DSP_ACT_DISARM_EXPIRY, 0, NULL, 0);
       start_list(el, &a);
@@ -314,6 +342,7 @@ int dsp_election_step(dsp_election *el, const dsp_el_event *ev,
       el->op++;
       el->own[0] = '\0';
       el->epoch = 0;
+      el->may_own_leader = 0; /* an ephemeral znode dies with its session */
       emit(&a, DSP_ACT_DISARM_EXPIRY, 0, NULL, 0);
       emit(&a, DSP_ACT_NEW_SESSION, 0, NULL, 0);
       break;
@@ -329,6 +358,10 @@ int dsp_election_step(dsp_election *el, const dsp_el_event *ev,
 
     case DSP_EV_RETRY:
       if (ev->op == el->op && el->state == DSP_EL_LISTING) start_list(el, &a);
+      break;
+
+    case DSP_EV_UNPUBLISHED:
+      if (ev->op == el->claim) el->may_own_leader = 0;
       break;
 
     case DSP_EV_MEMBER_WATCH:
@@ -358,8 +391,7 @@ int dsp_election_step(dsp_election *el, const dsp_el_event *ev,
         else emit(&a, DSP_ACT_STAT_LEADER, ++el->op, NULL, 0);
       } else if (el->state == DSP_EL_LEADER) {
         /* Deleted or rewritten by hand: put our record back. */
-        if (ev->deleted) emit(&a, DSP_ACT_PUBLISH, ++el->op, NULL, el->epoch);
-        else emit(&a, DSP_ACT_REPUBLISH, ++el->op, NULL, el->epoch);
+        claim(el, ev->deleted ? DSP_ACT_PUBLISH : DSP_ACT_REPUBLISH, &a);
       }
       break;
 

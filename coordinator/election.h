@@ -30,6 +30,9 @@
  *    timer (armed by DSP_ACT_ARM_EXPIRY) fires, since ZooKeeper only reports
  *    expiry after a reconnect. A new session means a new znode and a new
  *    epoch.
+ *  - A member that may still hold the leader znode (it published one and has
+ *    not seen it withdrawn) deletes it, if it is still its own, whenever it
+ *    is not about to lead: a former leader can never keep the others out.
  *  - A second member using an id already present yields: it waits (bounded
  *    by the caller's yield timer) for the other znode to go, then fails.
  *
@@ -45,7 +48,7 @@
 #include "util.h"
 
 #define DSP_EL_NAME_MAX 128 /* "member-" id "_" 16 hex "-" 10 digits */
-#define DSP_EL_MAX_ACTIONS 4
+#define DSP_EL_MAX_ACTIONS 6
 
 typedef enum {
   DSP_EL_DOWN,        /* no session yet, or waiting for a new one */
@@ -85,6 +88,9 @@ typedef enum {
   DSP_EV_MEMBER_WATCH,   /* watch fired on election/<name>: name, deleted */
   DSP_EV_LEADER_WATCH,   /* watch fired on the leader znode: deleted */
   DSP_EV_RETRY,          /* the pause after DSP_EL_ERROR is over */
+  DSP_EV_UNPUBLISHED,    /* an UNPUBLISH finished: the leader znode is not
+                            ours (deleted, absent, or another's); op echoes
+                            the UNPUBLISH's */
   DSP_EV_YIELD_TIMEOUT   /* the yield timer fired */
 } dsp_el_event_type;
 
@@ -109,7 +115,10 @@ typedef enum {
   DSP_ACT_PUBLISH,       /* create leader znode EPHEMERAL, data w/ epoch -> PUBLISHED */
   DSP_ACT_REPUBLISH,     /* set leader znode data (it is ours)          -> PUBLISHED */
   DSP_ACT_STAT_LEADER,   /* exists(leader) with watch                   -> LEADER_STAT */
-  DSP_ACT_UNPUBLISH,     /* delete leader znode if ours; no event */
+  DSP_ACT_UNPUBLISH,     /* delete leader znode if ours   -> UNPUBLISHED (not on
+                            connection loss: it is asked again after) */
+  DSP_ACT_CLEAR_JUNK,    /* delete the leader znode if it is persistent
+                            (ephemeralOwner 0: written by hand); no event */
   DSP_ACT_DELETE,        /* delete election/<name>; no event */
   DSP_ACT_ELECTED,       /* start acting as coordinator with epoch */
   DSP_ACT_DEPOSED,       /* stop acting as coordinator, at once */
@@ -141,6 +150,9 @@ typedef struct {
   char prefix[DSP_EL_NAME_MAX];  /* CREATE prefix, built per session */
   int64_t epoch;                 /* while leading (or publishing) */
   unsigned op;                   /* id of the op whose result we await */
+  unsigned claim;                /* bumped by every PUBLISH/REPUBLISH */
+  int may_own_leader;            /* a claim not yet withdrawn */
+  char foreign[DSP_EL_NAME_MAX]; /* named like ours, owned by another */
 } dsp_election;
 
 /* A parsed member znode name. */

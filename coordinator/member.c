@@ -47,6 +47,7 @@ struct dsp_member {
   unsigned retry_op;
   dsp_leader_info leader;
   int64_t leading_epoch;      /* 0 when not coordinator */
+  int lease_suspended;        /* SUSPENDED by our lease check, not the client */
   void (*on_role)(void *ctx, int coordinator, int64_t epoch);
   void (*on_fatal)(void *ctx);
   void *role_ctx;
@@ -217,14 +218,47 @@ static void void_done(int rc, const void *data) {
     DSP_WARN("deleting %s: %s", (const char *)data, zerror(rc));
 }
 
-/* UNPUBLISH: delete the leader znode only if it is ours, by version. */
+/* UNPUBLISH: delete the leader znode only if it is still ours, by version,
+   then tell the election (with the claim number it gave) that the znode is
+   not ours any more. On connection loss nothing is reported: the election
+   asks again after reconnecting. */
+static void unpublish_stat_done(int rc, const struct Stat *st, const void *data);
+
+static void report_unpublished(dsp_member *m, const void *claim) {
+  dsp_el_event ev = {0};
+  ev.type = DSP_EV_UNPUBLISHED;
+  ev.op = (unsigned)(uintptr_t)claim;
+  feed(m, &ev);
+}
+
+static void unpublish_delete_done(int rc, const void *data) {
+  dsp_member *m = the_member;
+  if (m == NULL) return;
+  if (rc == ZOK || rc == ZNONODE) {
+    report_unpublished(m, data);
+  } else if (rc == ZBADVERSION && zh_of(m) != NULL) {
+    zoo_aexists(zh_of(m), m->leader_path, 0, unpublish_stat_done, data); /* look again */
+  }
+}
+
 static void unpublish_stat_done(int rc, const struct Stat *st, const void *data) {
   dsp_member *m = the_member;
+  if (m == NULL || zh_of(m) == NULL) return;
+  if (rc == ZNONODE || (rc == ZOK && st != NULL && st->ephemeralOwner != session_of(m))) {
+    report_unpublished(m, data);
+  } else if (rc == ZOK && st != NULL) {
+    zoo_adelete(zh_of(m), m->leader_path, st->version, unpublish_delete_done, data);
+  }
+}
+
+/* CLEAR_JUNK: a persistent leader znode was written by hand: delete it. */
+static void junk_stat_done(int rc, const struct Stat *st, const void *data) {
+  dsp_member *m = the_member;
   (void)data;
-  if (m == NULL || rc != ZOK || st == NULL || zh_of(m) == NULL) return;
-  if (st->ephemeralOwner != session_of(m)) return;
+  if (m == NULL || zh_of(m) == NULL || rc != ZOK || st == NULL || st->ephemeralOwner != 0)
+    return;
+  DSP_WARN("%s is a persistent znode (written by hand?); deleting it", m->leader_path);
   zoo_adelete(zh_of(m), m->leader_path, st->version, void_done, "leader znode");
-  dsp_zkloop_kick(m->zk);
 }
 
 /* ---- leader tracking (every member reads the leader znode) ------------- */
@@ -332,6 +366,7 @@ static void watcher(zhandle_t *zh, int type, int state, const char *path, void *
 
   if (type == ZOO_SESSION_EVENT) {
     if (ctx != m) return; /* per-path copy of a session event */
+    m->lease_suspended = 0;
     if (state == ZOO_CONNECTED_STATE) {
       m->negotiated_ms = zoo_recv_timeout(zh_of(m));
       DSP_INFO("ZooKeeper session 0x%016" PRIx64 " connected (timeout %d ms)",
@@ -410,27 +445,51 @@ static void on_restart(uv_timer_t *t) {
   }
 }
 
-/* Every loop turn: a coordinator that has not heard from ZooKeeper for 2/3
-   of the session timeout stops acting before the client even notices. */
-static void on_lease(uv_prepare_t *p) {
-  dsp_member *m = p->data;
+/* Judge the lease on `last_heard`: a coordinator that has not heard from
+   ZooKeeper for 2/3 of the session timeout stops acting before the client
+   even notices; after the whole timeout the session is certainly gone. */
+static void check_lease(dsp_member *m, uint64_t last_heard, int resume_ok) {
   dsp_el_event ev = {0};
   dsp_lease l;
   if (m->stopping || zh_of(m) == NULL || m->negotiated_ms <= 0) return;
   if (m->el.state == DSP_EL_DOWN || m->el.state == DSP_EL_FAILED) return;
-  l = dsp_el_lease_check(dsp_zkloop_last_heard(m->zk), uv_now(m->loop),
-                         (uint64_t)m->negotiated_ms);
+  l = dsp_el_lease_check(last_heard, uv_now(m->loop), (uint64_t)m->negotiated_ms);
   if (l == DSP_LEASE_EXPIRED) {
     DSP_WARN("silent ZooKeeper for longer than the session timeout (frozen?); "
              "the session is expired, giving it up");
     ev.type = DSP_EV_EXPIRED;
     feed(m, &ev);
+  } else if (resume_ok && l == DSP_LEASE_OK && m->el.state == DSP_EL_SUSPENDED &&
+             m->lease_suspended && zoo_state(zh_of(m)) == ZOO_CONNECTED_STATE) {
+    /* We stepped down on our own lease check, but the client never lost the
+       connection and the server has spoken since: carry on with the same
+       session (leading again needs fresh round trips, so this is safe). */
+    DSP_INFO("ZooKeeper answered again; resuming session 0x%016" PRIx64,
+             (uint64_t)session_of(m));
+    m->lease_suspended = 0;
+    ev.type = DSP_EV_CONNECTED;
+    ev.session = session_of(m);
+    feed(m, &ev);
   } else if (l == DSP_LEASE_SUSPECT && m->el.state == DSP_EL_LEADER) {
     DSP_WARN("no word from ZooKeeper for 2/3 of the session timeout; "
              "stepping down until it answers");
+    m->lease_suspended = 1;
     ev.type = DSP_EV_DISCONNECTED;
     feed(m, &ev);
   }
+}
+
+/* Every loop turn. */
+static void on_lease(uv_prepare_t *p) {
+  dsp_member *m = p->data;
+  if (m->zk != NULL) check_lease(m, dsp_zkloop_last_heard(m->zk), 1);
+}
+
+/* Bytes from ZooKeeper are about to be processed after `silent` ms: judge
+   the lease on that silence first (the bytes may be stale). */
+static void on_wake(void *ctx, uint64_t silent) {
+  dsp_member *m = ctx;
+  check_lease(m, uv_now(m->loop) - silent, 0);
 }
 
 /* ---- carrying out actions ---------------------------------------------- */
@@ -490,7 +549,10 @@ static void carry_out(dsp_member *m, const dsp_el_action *acts, int n) {
         zoo_awexists(zh, m->leader_path, watcher, &m->path_watch, leader_stat_done, op);
         break;
       case DSP_ACT_UNPUBLISH:
-        zoo_aexists(zh, m->leader_path, 0, unpublish_stat_done, NULL);
+        zoo_aexists(zh, m->leader_path, 0, unpublish_stat_done, op);
+        break;
+      case DSP_ACT_CLEAR_JUNK:
+        zoo_aexists(zh, m->leader_path, 0, junk_stat_done, NULL);
         break;
       case DSP_ACT_DELETE:
         member_path(m, a->name, path, sizeof(path));
@@ -570,6 +632,7 @@ dsp_member *dsp_member_new(uv_loop_t *loop, const dsp_member_config *cfg) {
     free(m);
     return NULL;
   }
+  dsp_zkloop_on_wake(m->zk, on_wake, m);
   uv_timer_init(loop, &m->expiry_timer);
   uv_timer_init(loop, &m->retry_timer);
   uv_timer_init(loop, &m->yield_timer);
@@ -641,4 +704,8 @@ const char *dsp_member_role(dsp_member *m) {
   if (dsp_member_is_coordinator(m, NULL)) return "coordinator";
   if (m->el.state == DSP_EL_FOLLOWER) return "follower";
   return "candidate";
+}
+
+void dsp_member_kick(dsp_member *m) {
+  if (m->zk != NULL) dsp_zkloop_kick(m->zk);
 }

@@ -81,6 +81,10 @@ const dsp_leader_info *dsp_member_leader(const dsp_member *m);
 struct _zhandle;
 struct _zhandle *dsp_member_zh(const dsp_member *m);
 
+/* After zoo_a*() calls made outside a ZooKeeper callback: get them sent
+   before the loop next blocks. */
+void dsp_member_kick(dsp_member *m);
+
 /* Exit status the process should end with: 0, or 1 after a fatal error. */
 int dsp_member_exit_code(const dsp_member *m);
 

@@ -10,9 +10,12 @@
  * zookeeper_interest(), so it must be called again after every
  * zookeeper_process() and after every zoo_a*() call (which only queues
  * output): dsp_zkloop_kick() asks for that before the loop next blocks.
- * The fd changes on reconnect and is -1 while the client backs off. A new
- * socket often reuses the old fd number, so the poll is re-registered with
- * the kernel on every re-arm, never just when the number changes.
+ * The fd changes on reconnect and is -1 while the client backs off. We poll
+ * a dup() of it, never the client's own number: the client may close its
+ * socket inside any zoo_a*() call, and that number may then be handed to
+ * another connection on this loop before we re-arm; polling the dup keeps
+ * libuv's view of every fd true. A new client socket is recognised by its
+ * inode, since a reconnect often reuses the old fd number.
  *
  * Rule: never call dsp_zkloop_close() from inside a ZooKeeper callback
  * (completion or watcher): the client is still on the stack. Schedule it.
@@ -55,6 +58,14 @@ void dsp_zkloop_kick(dsp_zkloop *zl);
 
 /* uv_now() of the last time bytes arrived from the server (or of open). */
 uint64_t dsp_zkloop_last_heard(const dsp_zkloop *zl);
+
+/*
+ * Called when bytes from the server are about to be processed, with how
+ * long the connection had been silent, before that silence is forgotten:
+ * bytes read after a freeze may have waited in the socket all along, so a
+ * lease must be judged on the silence, not on their arrival.
+ */
+void dsp_zkloop_on_wake(dsp_zkloop *zl, void (*cb)(void *ctx, uint64_t silent_ms), void *ctx);
 
 /* Close the session if open, then the libuv handles; frees on the loop. */
 void dsp_zkloop_free(dsp_zkloop *zl);

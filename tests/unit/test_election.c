@@ -163,7 +163,8 @@ static void test_stale_lowest_znode(void) {
 }
 
 /* A znode that looks like ours but whose ephemeralOwner is not our session
-   never makes us leader. */
+   (created by hand) never makes us leader, and is not adopted again: no
+   tight loop of list/stat. */
 static void test_owner_mismatch_never_leads(void) {
   const char *kids[] = {ME0};
   dsp_election_init(&el, "d1");
@@ -172,8 +173,98 @@ static void test_owner_mismatch_never_leads(void) {
   own_stat(S3, 42);
   CHECK(find(DSP_ACT_PUBLISH) == NULL);
   CHECK(find(DSP_ACT_ELECTED) == NULL);
-  CHECK(find(DSP_ACT_LIST) != NULL);
+  CHECK(find(DSP_ACT_LIST) == NULL);
+  CHECK(find(DSP_ACT_RETRY_LATER) != NULL); /* a pause, not a spin */
   CHECK_STR(el.own, "");
+  {
+    dsp_el_event ev = {.type = DSP_EV_RETRY, .op = find(DSP_ACT_RETRY_LATER)->op};
+    step(ev);
+  }
+  children(kids, 1);
+  CHECK(find(DSP_ACT_CREATE) != NULL); /* a real znode of our own */
+  CHECK(find(DSP_ACT_STAT_OWN) == NULL);
+}
+
+/* A former leader whose znode was deleted while it was disconnected comes
+   back as a follower: it must withdraw its leader znode, or the next
+   member waits for it forever. */
+static void test_former_leader_unpublishes(void) {
+  const char *kids[] = {"member-d2_0100000000000002-0000000001"};
+  dsp_el_event lost = {.type = DSP_EV_DISCONNECTED};
+  const dsp_el_action *u;
+  unsigned claim;
+  become_leader();
+  step(lost);
+  connected(S1);
+  children(kids, 1); /* our znode is gone; d2 is there */
+  u = find(DSP_ACT_UNPUBLISH);
+  CHECK(u != NULL);
+  claim = u->op;
+  CHECK(find(DSP_ACT_CREATE) != NULL);
+  /* Until the glue says the znode is not ours, every decision asks again. */
+  {
+    const char *kids2[] = {"member-d2_0100000000000002-0000000001", ME5};
+    dsp_el_event ev = {.type = DSP_EV_CREATED, .op = find(DSP_ACT_CREATE)->op,
+                       .rc = DSP_EL_OK, .name = ME5};
+    step(ev);
+    children(kids2, 2);
+    CHECK(find(DSP_ACT_UNPUBLISH) != NULL);
+    dsp_el_event done = {.type = DSP_EV_UNPUBLISHED, .op = claim};
+    step(done);
+    CHECK(!el.may_own_leader);
+    connected(S1);
+    children(kids2, 2);
+    CHECK(find(DSP_ACT_UNPUBLISH) == NULL);
+    CHECK(find(DSP_ACT_WATCH) != NULL);
+  }
+}
+
+/* An answer for an older claim does not clear a newer one. */
+static void test_stale_unpublished_ignored(void) {
+  dsp_el_event del = {.type = DSP_EV_LEADER_WATCH, .deleted = 1};
+  unsigned old;
+  become_leader();
+  old = el.claim;
+  step(del); /* republish: a new claim */
+  CHECK(find(DSP_ACT_PUBLISH) != NULL);
+  CHECK(el.claim != old);
+  {
+    dsp_el_event done = {.type = DSP_EV_UNPUBLISHED, .op = old};
+    step(done);
+  }
+  CHECK(el.may_own_leader);
+}
+
+/* The client may reconnect without reporting the loss: a leader that sees
+   CONNECTED stops acting until it has verified again. */
+static void test_connected_while_leader_deposes(void) {
+  become_leader();
+  connected(S1);
+  CHECK(find(DSP_ACT_DEPOSED) != NULL);
+  CHECK(!dsp_election_is_leader(&el));
+  CHECK(find(DSP_ACT_LIST) != NULL);
+}
+
+/* A persistent leader znode (ephemeralOwner 0) is junk written by hand. */
+static void test_junk_leader_cleared(void) {
+  const char *kids[] = {ME0};
+  dsp_election_init(&el, "d1");
+  connected(S1);
+  children(kids, 1);
+  own_stat(S1, 42);
+  result(DSP_EV_PUBLISHED, DSP_ACT_PUBLISH, DSP_EL_EXISTS);
+  {
+    const dsp_el_action *a = find(DSP_ACT_STAT_LEADER);
+    dsp_el_event ev = {.type = DSP_EV_LEADER_STAT, .op = a->op, .rc = DSP_EL_OK, .owner = 0};
+    step(ev);
+  }
+  CHECK(find(DSP_ACT_CLEAR_JUNK) != NULL);
+  CHECK(!dsp_election_is_leader(&el));
+  {
+    dsp_el_event ev = {.type = DSP_EV_LEADER_WATCH, .deleted = 1};
+    step(ev);
+  }
+  CHECK(find(DSP_ACT_PUBLISH) != NULL);
 }
 
 /* The predecessor goes but a lower member remains: we re-list and watch
@@ -402,6 +493,10 @@ static const test_entry tests[] = {
     TEST(test_lost_create_reply),
     TEST(test_stale_lowest_znode),
     TEST(test_owner_mismatch_never_leads),
+    TEST(test_former_leader_unpublishes),
+    TEST(test_stale_unpublished_ignored),
+    TEST(test_connected_while_leader_deposes),
+    TEST(test_junk_leader_cleared),
     TEST(test_pred_deleted_not_lowest),
     TEST(test_pred_gone_before_watch),
     TEST(test_disconnect_deposes_at_once),
