@@ -41,6 +41,45 @@ static int rpc_error(const dsp_pb_response *r) {
   return 1;
 }
 
+/*
+ * Send req to the servers in turn until one answers with anything but
+ * NOT_COORDINATOR (or they are all tried). *cl is the connection to use
+ * (replaced by the one that answered). Returns 0 with *resp, or -1 with err
+ * set.
+ */
+static int call_coordinator(dsp_client **cl, const dsp_ctl_opts *o, dsp_pb_request *req,
+                            dsp_pb_response **resp, char *err, size_t errlen) {
+  char list[4096], *save = NULL, *tok;
+  if (dsp_client_call(*cl, req, resp, err, errlen) != 0) return -1;
+  if ((*resp)->body_case != DSP_PB(RESPONSE__BODY_ERROR) ||
+      (*resp)->error->code != DSP_PB(ERROR_CODE__NOT_COORDINATOR))
+    return 0;
+  snprintf(list, sizeof(list), "%s", o->servers);
+  for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    dsp_client *other;
+    dsp_pb_response *r2;
+    if (strcmp(tok, dsp_client_server(*cl)) == 0) continue;
+    other = dsp_client_new(tok, o->timeout_ms, err, errlen);
+    if (other == NULL) continue;
+    if (dsp_client_call(other, req, &r2, err, errlen) != 0) {
+      dsp_client_free(other);
+      continue;
+    }
+    if (r2->body_case == DSP_PB(RESPONSE__BODY_ERROR) &&
+        r2->error->code == DSP_PB(ERROR_CODE__NOT_COORDINATOR)) {
+      dsp_client_free_response(r2);
+      dsp_client_free(other);
+      continue;
+    }
+    dsp_client_free_response(*resp);
+    dsp_client_free(*cl);
+    *cl = other;
+    *resp = r2;
+    return 0;
+  }
+  return 0; /* every member said NOT_COORDINATOR: show the first answer */
+}
+
 /* ---- status --------------------------------------------------------------- */
 
 static void status_usage(FILE *out) {
@@ -237,7 +276,7 @@ int dsp_ctl_route_main(int argc, char **argv, const dsp_ctl_opts *o) {
     rr.count = batch;
     req.body_case = DSP_PB(REQUEST__BODY_ROUTE);
     req.route = &rr;
-    if (dsp_client_call(cl, &req, &r, err, sizeof(err)) != 0) {
+    if (call_coordinator(&cl, o, &req, &r, err, sizeof(err)) != 0) {
       fprintf(stderr, "dispatchctl: %s\n", err);
       rc = 1;
       break;
@@ -324,7 +363,7 @@ int dsp_ctl_report_main(int argc, char **argv, const dsp_ctl_opts *o) {
   rq.latency_us = (uint64_t)lat * 1000u;
   req.body_case = DSP_PB(REQUEST__BODY_REPORT);
   req.report = &rq;
-  if (dsp_client_call(cl, &req, &r, err, sizeof(err)) != 0) {
+  if (call_coordinator(&cl, o, &req, &r, err, sizeof(err)) != 0) {
     fprintf(stderr, "dispatchctl: %s\n", err);
     rc = 1;
   } else if (r->body_case == DSP_PB(RESPONSE__BODY_ERROR)) {
@@ -332,6 +371,148 @@ int dsp_ctl_report_main(int argc, char **argv, const dsp_ctl_opts *o) {
   } else {
     rc = 0;
     if (json) printf("{\"ok\":true,\"epoch\":%" PRId64 "}\n", r->epoch);
+  }
+  dsp_client_free_response(r);
+  dsp_client_free(cl);
+  return rc;
+}
+
+/* ---- worker ---------------------------------------------------------------- */
+
+static void worker_usage(FILE *out) {
+  fprintf(out,
+"Usage: dispatchctl [-s HOST:PORT,...] worker add NAME HOST:PORT [--weight W]\n"
+"                                           worker rm NAME\n"
+"                                           worker weight NAME W\n"
+"                                           worker ls [--json]\n"
+"\n"
+"Manage the worker registry (ZooKeeper /dispatcher/<cluster>/workers). Any\n"
+"member writes it; the coordinator applies each change before its next\n"
+"decision. ls shows the coordinator's table. W is 1-1000 (default 1).\n");
+}
+
+static int worker_ls(dsp_client **cl, const dsp_ctl_opts *o, int json) {
+  dsp_pb_request req = DISPATCHER__V1__REQUEST__INIT;
+  Dispatcher__V1__WorkerListRequest wl = DISPATCHER__V1__WORKER_LIST_REQUEST__INIT;
+  dsp_pb_response *r = NULL;
+  char err[512];
+  int rc = 0, wn = 6, wa = 4;
+  req.body_case = DSP_PB(REQUEST__BODY_WORKER_LIST);
+  req.worker_list = &wl;
+  if (call_coordinator(cl, o, &req, &r, err, sizeof(err)) != 0) {
+    fprintf(stderr, "dispatchctl: %s\n", err);
+    return 1;
+  }
+  if (r->body_case == DSP_PB(RESPONSE__BODY_ERROR)) {
+    rc = rpc_error(r);
+  } else if (r->body_case != DSP_PB(RESPONSE__BODY_WORKER_LIST)) {
+    fprintf(stderr, "dispatchctl: unexpected reply to worker ls\n");
+    rc = 1;
+  } else if (json) {
+    printf("{\"epoch\":%" PRId64 ",\"workers\":[", r->epoch);
+    for (size_t i = 0; i < r->worker_list->n_workers; i++) {
+      const Dispatcher__V1__WorkerInfo *w = r->worker_list->workers[i];
+      printf("%s{\"name\":", i ? "," : "");
+      dsp_json_print(stdout, w->name);
+      printf(",\"addr\":");
+      dsp_json_print(stdout, w->addr);
+      printf(",\"weight\":%u,\"eligible\":%s,\"inflight\":%" PRIu64 ",\"latency_ms\":%.3f}",
+             w->weight, w->eligible ? "true" : "false", w->inflight, w->latency_ms);
+    }
+    printf("]}\n");
+  } else {
+    for (size_t i = 0; i < r->worker_list->n_workers; i++) {
+      const Dispatcher__V1__WorkerInfo *w = r->worker_list->workers[i];
+      if ((int)strlen(w->name) > wn) wn = (int)strlen(w->name);
+      if ((int)strlen(w->addr) > wa) wa = (int)strlen(w->addr);
+    }
+    printf("%-*s  %-*s  %6s  %-5s  %8s  %10s\n", wn, "WORKER", wa, "ADDR", "WEIGHT", "STATE",
+           "INFLIGHT", "LATENCY_MS");
+    for (size_t i = 0; i < r->worker_list->n_workers; i++) {
+      const Dispatcher__V1__WorkerInfo *w = r->worker_list->workers[i];
+      printf("%-*s  %-*s  %6u  %-5s  %8" PRIu64 "  %10.3f\n", wn, w->name, wa, w->addr,
+             w->weight, w->eligible ? "up" : "down", w->inflight, w->latency_ms);
+    }
+  }
+  dsp_client_free_response(r);
+  return rc;
+}
+
+int dsp_ctl_worker_main(int argc, char **argv, const dsp_ctl_opts *o) {
+  static const struct option opts[] = {{"weight", required_argument, NULL, 'w'},
+                                       {"json", no_argument, NULL, 'j'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+  long long weight = 1;
+  int json = o->json, c, rc, nargs;
+  char err[512];
+  const char *verb;
+  char **args;
+  dsp_client *cl;
+  dsp_pb_request req = DISPATCHER__V1__REQUEST__INIT;
+  Dispatcher__V1__WorkerAddRequest add = DISPATCHER__V1__WORKER_ADD_REQUEST__INIT;
+  Dispatcher__V1__WorkerRemoveRequest rm = DISPATCHER__V1__WORKER_REMOVE_REQUEST__INIT;
+  Dispatcher__V1__WorkerSetWeightRequest sw = DISPATCHER__V1__WORKER_SET_WEIGHT_REQUEST__INIT;
+  dsp_pb_response *r = NULL;
+
+  optind = 1;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    if (parse_common(c, &json)) continue;
+    switch (c) {
+      case 'w':
+        if (dsp_parse_int(optarg, 1, 1000, &weight) != 0)
+          return usage_error("worker", "--weight: '%s' is not a number from 1 to 1000", optarg);
+        break;
+      case 'h': worker_usage(stdout); return 0;
+      case ':': return usage_error("worker", "option '%s' needs a value", argv[optind - 1]);
+      default: return usage_error("worker", "unknown option '%s'", argv[optind - 1]);
+    }
+  }
+  if (optind >= argc) return usage_error("worker", "needs add, rm, weight or ls%s", "");
+  verb = argv[optind];
+  args = argv + optind + 1;
+  nargs = argc - optind - 1;
+  if (strcmp(verb, "add") == 0) {
+    if (nargs != 2) return usage_error("worker", "add needs NAME and HOST:PORT%s", "");
+    add.name = args[0];
+    add.addr = args[1];
+    add.weight = (uint32_t)weight;
+    req.body_case = DSP_PB(REQUEST__BODY_WORKER_ADD);
+    req.worker_add = &add;
+  } else if (strcmp(verb, "rm") == 0) {
+    if (nargs != 1) return usage_error("worker", "rm needs NAME%s", "");
+    rm.name = args[0];
+    req.body_case = DSP_PB(REQUEST__BODY_WORKER_REMOVE);
+    req.worker_remove = &rm;
+  } else if (strcmp(verb, "weight") == 0) {
+    if (nargs != 2) return usage_error("worker", "weight needs NAME and W%s", "");
+    if (dsp_parse_int(args[1], 1, 1000, &weight) != 0)
+      return usage_error("worker", "weight '%s' is not a number from 1 to 1000", args[1]);
+    sw.name = args[0];
+    sw.weight = (uint32_t)weight;
+    req.body_case = DSP_PB(REQUEST__BODY_WORKER_SET_WEIGHT);
+    req.worker_set_weight = &sw;
+  } else if (strcmp(verb, "ls") != 0) {
+    return usage_error("worker", "unknown verb '%s' (add, rm, weight, ls)", verb);
+  } else if (nargs != 0) {
+    return usage_error("worker", "ls takes no arguments%s", "");
+  }
+  cl = dsp_client_new(o->servers, o->timeout_ms, err, sizeof(err));
+  if (cl == NULL) {
+    fprintf(stderr, "dispatchctl: %s\n", err);
+    return 1;
+  }
+  if (strcmp(verb, "ls") == 0) {
+    rc = worker_ls(&cl, o, json);
+  } else if (dsp_client_call(cl, &req, &r, err, sizeof(err)) != 0) {
+    fprintf(stderr, "dispatchctl: %s\n", err);
+    rc = 1;
+  } else if (r->body_case == DSP_PB(RESPONSE__BODY_ERROR)) {
+    rc = rpc_error(r);
+  } else {
+    rc = 0;
+    if (json) printf("{\"ok\":true}\n");
   }
   dsp_client_free_response(r);
   dsp_client_free(cl);

@@ -1,6 +1,6 @@
 /*
  * ctl_rpc.h: the dispatchctl commands that speak RPC to members:
- * status, route, report.
+ * status, route, report, worker.
  */
 #ifndef DSP_CTL_RPC_H
 #define DSP_CTL_RPC_H
@@ -17,5 +17,6 @@ typedef struct {
 int dsp_ctl_status_main(int argc, char **argv, const dsp_ctl_opts *o);
 int dsp_ctl_route_main(int argc, char **argv, const dsp_ctl_opts *o);
 int dsp_ctl_report_main(int argc, char **argv, const dsp_ctl_opts *o);
+int dsp_ctl_worker_main(int argc, char **argv, const dsp_ctl_opts *o);
 
 #endif

@@ -47,6 +47,9 @@ static void usage(FILE *out) {
 "                          (default 1048576)\n"
 "  --client-idle-timeout MS  drop a client that leaves half a frame unsent\n"
 "                          this long, 100-3600000 (default 10000)\n"
+"  --default-strategy S    strategy for routes that name none, used while this\n"
+"                          member coordinates; give every member the same\n"
+"                          (default weighted; see docs/strategies.md)\n"
 "  --log-level LEVEL       error, warn, info or debug (default info)\n"
 "  -h, --help              show this help and exit\n"
 "  -V, --version           show the version and exit\n"
@@ -99,6 +102,7 @@ typedef struct {
   dsp_member *member;
   dsp_rpc_server *rpc;
   dsp_service *svc;
+  dsp_registry *reg;
 } app;
 
 /* Close everything but the member (closed by the caller or by itself). */
@@ -135,6 +139,7 @@ int main(int argc, char **argv) {
       {"log-level", required_argument, NULL, 'L'},
       {"max-frame", required_argument, NULL, 'F'},
       {"client-idle-timeout", required_argument, NULL, 'I'},
+      {"default-strategy", required_argument, NULL, 'S'},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0}};
@@ -148,6 +153,7 @@ int main(int argc, char **argv) {
   long long v;
   int c, port, rc;
   app a;
+  int strategy = DSP_STRATEGY_DEFAULT;
   uv_loop_t *loop;
 
   opterr = 0;
@@ -195,6 +201,12 @@ int main(int argc, char **argv) {
                      optarg);
         limits.idle_timeout_ms = (uint64_t)v;
         break;
+      case 'S':
+        strategy = dsp_strategy_parse(optarg);
+        if (strategy < 0)
+          return bad("--default-strategy: '%s' is not one of random, round-robin, weighted, "
+                     "hash, consistent-hash, least-conn, least-time, p2c", optarg);
+        break;
       case 'h':
         usage(stdout);
         return 0;
@@ -224,17 +236,21 @@ int main(int argc, char **argv) {
   scfg.cluster = cfg.cluster;
   scfg.id = cfg.id;
   scfg.addr = cfg.addr;
+  scfg.default_strategy = (dsp_strategy)strategy;
   svc = a.svc = dsp_service_new(&scfg);
+  a.reg = dsp_registry_new(cfg.cluster);
   cfg.on_role = on_role;
   cfg.on_fatal = on_fatal;
   cfg.ctx = &a;
   a.member = svc ? dsp_member_new(loop, &cfg) : NULL;
   a.rpc = svc ? dsp_rpc_server_new(loop, &limits, dsp_service_on_request, svc) : NULL;
-  if (a.member == NULL || a.rpc == NULL) {
+  if (a.member == NULL || a.rpc == NULL || a.reg == NULL) {
     DSP_ERROR("out of memory");
     return 1;
   }
   dsp_service_set_member(svc, a.member);
+  dsp_registry_set_member(a.reg, a.member);
+  dsp_service_set_registry(svc, a.reg);
   dsp_parse_hostport(cfg.addr, host, sizeof(host), &port);
   rc = dsp_rpc_server_listen(a.rpc, host, port);
   if (rc != 0) {
@@ -265,6 +281,7 @@ int main(int argc, char **argv) {
   uv_run(loop, UV_RUN_DEFAULT);
   dsp_member_free(a.member);
   dsp_service_free(svc);
+  dsp_registry_free(a.reg);
   if (uv_loop_close(loop) != 0) DSP_WARN("loop closed with handles still open");
   DSP_INFO("exiting with status %d", rc);
   return rc;

@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -14,6 +17,7 @@
 
 struct dsp_service {
   dsp_member *member;
+  dsp_registry *registry;
   dsp_balance *table;      /* while coordinator */
   int64_t epoch;           /* while coordinator */
   dsp_strategy default_strategy;
@@ -27,14 +31,14 @@ dsp_service *dsp_service_new(const dsp_service_config *cfg) {
   snprintf(s->cluster, sizeof(s->cluster), "%s", cfg->cluster);
   snprintf(s->id, sizeof(s->id), "%s", cfg->id);
   snprintf(s->addr, sizeof(s->addr), "%s", cfg->addr);
-  s->default_strategy = cfg->default_strategy != DSP_STRATEGY_DEFAULT
-                            ? cfg->default_strategy
-                            : DSP_STRATEGY_ROUND_ROBIN;
+  s->default_strategy = cfg->default_strategy; /* DEFAULT: the table's (weighted) */
   s->max_count = cfg->max_route_count ? cfg->max_route_count : MAX_ROUTE_COUNT;
   return s;
 }
 
 void dsp_service_set_member(dsp_service *s, dsp_member *m) { s->member = m; }
+
+void dsp_service_set_registry(dsp_service *s, dsp_registry *r) { s->registry = r; }
 
 void dsp_service_free(dsp_service *s) {
   if (s == NULL) return;
@@ -44,10 +48,19 @@ void dsp_service_free(dsp_service *s) {
 
 dsp_balance *dsp_service_table(dsp_service *s) { return s->table; }
 
+/* Seed for random and p2c: different on every coordinator. */
+static uint64_t random_seed(void) {
+  uint64_t seed = 0;
+  if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed))
+    seed = (uint64_t)time(NULL) * 6364136223846793005ULL ^ (uint64_t)getpid();
+  return seed;
+}
+
 void dsp_service_on_role(void *svc, int coordinator, int64_t epoch) {
   dsp_service *s = svc;
   /* A new coordinator starts from a new table: cycles and in-flight counts
      do not survive a failover (docs/strategies.md). */
+  if (s->registry) dsp_registry_follow(s->registry, NULL);
   dsp_balance_free(s->table);
   s->table = NULL;
   s->epoch = 0;
@@ -57,8 +70,11 @@ void dsp_service_on_role(void *svc, int coordinator, int64_t epoch) {
     DSP_ERROR("out of memory building the worker table");
     return;
   }
-  dsp_balance_set_default(s->table, s->default_strategy);
+  if (s->default_strategy != DSP_STRATEGY_DEFAULT)
+    dsp_balance_set_default(s->table, s->default_strategy);
+  dsp_balance_seed(s->table, random_seed());
   s->epoch = epoch;
+  if (s->registry) dsp_registry_follow(s->registry, s->table);
 }
 
 /* 1 if we may answer from the table now (lease checked on the spot). */
@@ -171,6 +187,49 @@ static void report(dsp_service *s, dsp_rpc_conn *c, const dsp_pb_request *req, i
   dsp_rpc_reply(c, &r);
 }
 
+/* The table as WorkerInfo messages; *wi and *wip are malloc'd (free both).
+   Returns the count (0 when out of memory). */
+static size_t worker_infos(dsp_balance *t, Dispatcher__V1__WorkerInfo **wi_out,
+                           Dispatcher__V1__WorkerInfo ***wip_out) {
+  size_t n = dsp_balance_count(t);
+  Dispatcher__V1__WorkerInfo *wi = calloc(n ? n : 1, sizeof(*wi));
+  Dispatcher__V1__WorkerInfo **wip = calloc(n ? n : 1, sizeof(*wip));
+  *wi_out = wi;
+  *wip_out = wip;
+  if (wi == NULL || wip == NULL) return 0;
+  for (size_t i = 0; i < n; i++) {
+    dsp_worker_id w;
+    double lat;
+    dispatcher__v1__worker_info__init(&wi[i]);
+    wip[i] = &wi[i];
+    if (dsp_balance_at(t, i, &w) != 0) continue;
+    wi[i].name = (char *)dsp_balance_worker_name(t, w);
+    wi[i].addr = (char *)dsp_balance_worker_addr(t, w);
+    wi[i].weight = (uint32_t)dsp_balance_worker_weight(t, w);
+    wi[i].eligible = dsp_balance_worker_eligible(t, w) == 1;
+    wi[i].inflight = (uint64_t)dsp_balance_worker_inflight(t, w);
+    lat = dsp_balance_worker_latency(t, w);
+    wi[i].latency_ms = lat < 0 ? 0 : lat / 1000.0;
+  }
+  return n;
+}
+
+static void worker_list(dsp_service *s, dsp_rpc_conn *c, const dsp_pb_request *req,
+                        int64_t epoch) {
+  dsp_pb_response r = DISPATCHER__V1__RESPONSE__INIT;
+  Dispatcher__V1__WorkerListReply wl = DISPATCHER__V1__WORKER_LIST_REPLY__INIT;
+  Dispatcher__V1__WorkerInfo *wi, **wip;
+  wl.n_workers = worker_infos(s->table, &wi, &wip);
+  wl.workers = wip;
+  r.id = req->id;
+  r.epoch = epoch;
+  r.body_case = DSP_PB(RESPONSE__BODY_WORKER_LIST);
+  r.worker_list = &wl;
+  dsp_rpc_reply(c, &r);
+  free(wi);
+  free(wip);
+}
+
 static void status(dsp_service *s, dsp_rpc_conn *c, const dsp_pb_request *req) {
   dsp_pb_response r = DISPATCHER__V1__RESPONSE__INIT;
   Dispatcher__V1__StatusReply st = DISPATCHER__V1__STATUS_REPLY__INIT;
@@ -185,24 +244,7 @@ static void status(dsp_service *s, dsp_rpc_conn *c, const dsp_pb_request *req) {
   st.role = (char *)dsp_member_role(s->member);
   if (coordinating(s, &epoch)) {
     st.epoch = epoch;
-    n = dsp_balance_count(s->table);
-    wi = calloc(n ? n : 1, sizeof(*wi));
-    wip = calloc(n ? n : 1, sizeof(*wip));
-    if (wi == NULL || wip == NULL) n = 0;
-    for (size_t i = 0; i < n; i++) {
-      dsp_worker_id w;
-      double lat;
-      dispatcher__v1__worker_info__init(&wi[i]);
-      if (dsp_balance_at(s->table, i, &w) != 0) continue;
-      wi[i].name = (char *)dsp_balance_worker_name(s->table, w);
-      wi[i].addr = (char *)dsp_balance_worker_addr(s->table, w);
-      wi[i].weight = (uint32_t)dsp_balance_worker_weight(s->table, w);
-      wi[i].eligible = dsp_balance_worker_eligible(s->table, w) == 1;
-      wi[i].inflight = (uint64_t)dsp_balance_worker_inflight(s->table, w);
-      lat = dsp_balance_worker_latency(s->table, w);
-      wi[i].latency_ms = lat < 0 ? 0 : lat / 1000.0;
-      wip[i] = &wi[i];
-    }
+    n = worker_infos(s->table, &wi, &wip);
     st.n_workers = n;
     st.workers = wip;
   }
@@ -234,13 +276,27 @@ void dsp_service_on_request(void *svc, dsp_rpc_conn *c, const dsp_pb_request *re
       if (!coordinating(s, &epoch)) not_coordinator(s, c, req->id);
       else report(s, c, req, epoch);
       return;
+    case DSP_PB(REQUEST__BODY_WORKER_LIST):
+      if (!coordinating(s, &epoch)) not_coordinator(s, c, req->id);
+      else worker_list(s, c, req, epoch);
+      return;
+    case DSP_PB(REQUEST__BODY_WORKER_ADD):
+      dsp_registry_add(s->registry, c, req->id, req->worker_add->name, req->worker_add->addr,
+                       req->worker_add->weight);
+      return;
+    case DSP_PB(REQUEST__BODY_WORKER_REMOVE):
+      dsp_registry_remove(s->registry, c, req->id, req->worker_remove->name);
+      return;
+    case DSP_PB(REQUEST__BODY_WORKER_SET_WEIGHT):
+      dsp_registry_set_weight(s->registry, c, req->id, req->worker_set_weight->name,
+                              req->worker_set_weight->weight);
+      return;
     case DSP_PB(REQUEST__BODY_HEARTBEAT):
       dsp_rpc_reply_error(c, req->id, 0, DSP_PB(ERROR_CODE__NOT_IMPLEMENTED),
                           "heartbeats arrive with health checking");
       return;
     default:
-      dsp_rpc_reply_error(c, req->id, 0, DSP_PB(ERROR_CODE__NOT_IMPLEMENTED),
-                          "worker administration arrives with the worker registry");
+      dsp_rpc_reply_error(c, req->id, 0, DSP_PB(ERROR_CODE__BAD_REQUEST), "unknown request");
       return;
   }
 }

@@ -5,7 +5,9 @@
  * coordinator's table: the coordinator answers them from its table, stamped
  * with its epoch; a member that is not the coordinator answers
  * NOT_COORDINATOR with the leader it knows in the message (forwarding to
- * the coordinator comes next, docs/protocol.md "Roadmap").
+ * the coordinator comes next, docs/protocol.md "Roadmap"). Worker admin
+ * requests are written to ZooKeeper by whichever member gets them
+ * (registry.h); WorkerList is the coordinator's table.
  */
 #ifndef DSP_SERVICE_H
 #define DSP_SERVICE_H
@@ -15,13 +17,14 @@
 
 #include "balance.h"
 #include "member.h"
+#include "registry.h"
 #include "rpc_server.h"
 
 typedef struct dsp_service dsp_service;
 
 typedef struct {
   const char *cluster, *id, *addr;  /* copied */
-  dsp_strategy default_strategy;    /* DSP_STRATEGY_DEFAULT: round-robin */
+  dsp_strategy default_strategy;    /* DSP_STRATEGY_DEFAULT: weighted */
   unsigned max_route_count;         /* largest RouteRequest.count; 0: 1000 */
 } dsp_service_config;
 
@@ -29,6 +32,8 @@ typedef struct {
    service's role callback first): see dsp_service_set_member(). */
 dsp_service *dsp_service_new(const dsp_service_config *cfg);
 void dsp_service_set_member(dsp_service *s, dsp_member *m);
+/* The worker registry (admin requests; the coordinator's table follows it). */
+void dsp_service_set_registry(dsp_service *s, dsp_registry *r);
 void dsp_service_free(dsp_service *s);
 
 /* The member's role callback (dsp_member_config.on_role). */

@@ -33,4 +33,5 @@ set_tests_properties(cluster_sh PROPERTIES LABELS integration TIMEOUT 300)
 add_executable(test_rpc tests/integration/test_rpc.c)
 target_link_libraries(test_rpc PRIVATE dsp_harness dsp_rpc)
 add_dependencies(test_rpc dispatcherd)
-dsp_scenarios(test_rpc rpc bad_input pipeline operations client_failover listen_in_use)
+dsp_scenarios(test_rpc rpc bad_input pipeline operations client_failover listen_in_use
+  registry)

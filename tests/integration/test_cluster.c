@@ -583,6 +583,9 @@ static void test_bad_flags(void) {
       {"--zk", "localhost", "--zk"},
       {"--zk", "h:1,,h:2", "--zk"},
       {"--log-level", "loud", "--log-level"},
+      {"--default-strategy", "fastest", "--default-strategy"},
+      {"--max-frame", "10", "--max-frame"},
+      {"--client-idle-timeout", "x", "--client-idle-timeout"},
       {"--bogus", NULL, "unknown option"},
   };
   char log[512];

@@ -51,6 +51,7 @@ static int start(int n) {
 static void stop(int n) {
   for (int i = 0; i < n; i++) {
     int status;
+    if (pids[i] == 0) continue; /* already stopped by the test */
     th_signal(pids[i], SIGTERM);
     status = th_wait_exit(pids[i], 10000);
     if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
@@ -356,9 +357,225 @@ static void test_listen_in_use(void) {
   CHECK(th_log_has(log, "address already in use", 0));
 }
 
+/* ---- worker registry ------------------------------------------------------ */
+
+static dsp_pb_response *call(dsp_client *c, dsp_pb_request *req) {
+  dsp_pb_response *r = NULL;
+  char err[256];
+  if (dsp_client_call(c, req, &r, err, sizeof(err)) != 0) {
+    fprintf(stderr, "call: %s\n", err);
+    return NULL;
+  }
+  return r;
+}
+
+static int admin(dsp_client *c, const char *verb, const char *name, const char *addr,
+                 unsigned weight) {
+  dsp_pb_request req = DISPATCHER__V1__REQUEST__INIT;
+  Dispatcher__V1__WorkerAddRequest add = DISPATCHER__V1__WORKER_ADD_REQUEST__INIT;
+  Dispatcher__V1__WorkerRemoveRequest rm = DISPATCHER__V1__WORKER_REMOVE_REQUEST__INIT;
+  Dispatcher__V1__WorkerSetWeightRequest sw = DISPATCHER__V1__WORKER_SET_WEIGHT_REQUEST__INIT;
+  dsp_pb_response *r;
+  int code;
+  if (strcmp(verb, "add") == 0) {
+    add.name = (char *)name;
+    add.addr = (char *)addr;
+    add.weight = weight;
+    req.body_case = DSP_PB(REQUEST__BODY_WORKER_ADD);
+    req.worker_add = &add;
+  } else if (strcmp(verb, "rm") == 0) {
+    rm.name = (char *)name;
+    req.body_case = DSP_PB(REQUEST__BODY_WORKER_REMOVE);
+    req.worker_remove = &rm;
+  } else {
+    sw.name = (char *)name;
+    sw.weight = weight;
+    req.body_case = DSP_PB(REQUEST__BODY_WORKER_SET_WEIGHT);
+    req.worker_set_weight = &sw;
+  }
+  r = call(c, &req);
+  if (r == NULL) return -1;
+  code = r->body_case == DSP_PB(RESPONSE__BODY_ERROR) ? (int)r->error->code : 0;
+  dsp_client_free_response(r);
+  return code;
+}
+
+static int cmp_strp(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The coordinator's table as "name=addr/weight …", sorted by name. */
+static void table_of(dsp_client *c, char *out, size_t len) {
+  dsp_pb_request req = DISPATCHER__V1__REQUEST__INIT;
+  Dispatcher__V1__WorkerListRequest wl = DISPATCHER__V1__WORKER_LIST_REQUEST__INIT;
+  dsp_pb_response *r;
+  size_t n = 0;
+  out[0] = '\0';
+  req.body_case = DSP_PB(REQUEST__BODY_WORKER_LIST);
+  req.worker_list = &wl;
+  r = call(c, &req);
+  if (r == NULL) return;
+  if (r->body_case == DSP_PB(RESPONSE__BODY_WORKER_LIST)) {
+    size_t k = r->worker_list->n_workers;
+    char **items = calloc(k ? k : 1, sizeof(*items));
+    for (size_t i = 0; i < k && items; i++) {
+      const Dispatcher__V1__WorkerInfo *w = r->worker_list->workers[i];
+      items[i] = malloc(600);
+      if (items[i]) snprintf(items[i], 600, "%s=%s/%u", w->name, w->addr, w->weight);
+    }
+    if (items) qsort(items, k, sizeof(*items), cmp_strp);
+    for (size_t i = 0; i < k && items && n < len; i++) {
+      n += (size_t)snprintf(out + n, len - n, "%s%s", i ? " " : "", items[i] ? items[i] : "?");
+      free(items[i]);
+    }
+    free(items);
+  }
+  dsp_client_free_response(r);
+}
+
+static int wait_table(dsp_client *c, const char *want, int timeout_ms) {
+  char got[2048];
+  uint64_t end = th_now_ms() + (uint64_t)timeout_ms;
+  do {
+    table_of(c, got, sizeof(got));
+    if (strcmp(got, want) == 0) return 1;
+    th_sleep_ms(20);
+  } while (th_now_ms() < end);
+  fprintf(stderr, "table: '%s'\nwant:  '%s'\n", got, want);
+  return 0;
+}
+
+/* n decisions from the coordinator, names joined by spaces. */
+static int route_seq(dsp_client *c, const char *strategy, unsigned n, char *out, size_t len) {
+  dsp_pb_request req = DISPATCHER__V1__REQUEST__INIT;
+  Dispatcher__V1__RouteRequest rr = DISPATCHER__V1__ROUTE_REQUEST__INIT;
+  dsp_pb_response *r;
+  size_t k = 0;
+  rr.strategy = (char *)strategy;
+  rr.count = n;
+  req.body_case = DSP_PB(REQUEST__BODY_ROUTE);
+  req.route = &rr;
+  out[0] = '\0';
+  r = call(c, &req);
+  if (r == NULL || r->body_case != DSP_PB(RESPONSE__BODY_ROUTE)) {
+    dsp_client_free_response(r);
+    return 0;
+  }
+  for (size_t i = 0; i < r->route->n_decisions && k < len; i++)
+    k += (size_t)snprintf(out + k, len - k, "%s%s", i ? " " : "", r->route->decisions[i]->worker);
+  dsp_client_free_response(r);
+  return 1;
+}
+
+static void registry_body(void) {
+  char err[256], seq[512], path[256];
+  dsp_client *lead = dsp_client_new(addrs[0], 10000, err, sizeof(err));
+  dsp_client *fol = dsp_client_new(addrs[1], 10000, err, sizeof(err));
+  zkc *z = zkc_connect(zk->connect, 20000);
+  CHECK(lead != NULL && fol != NULL && z != NULL);
+  /* Admin on a follower writes ZooKeeper; the coordinator follows. */
+  CHECK_INT(admin(fol, "add", "w1", "127.0.0.1:9001", 1), ==, 0);
+  CHECK_INT(admin(fol, "add", "w2", "127.0.0.1:9002", 2), ==, 0);
+  CHECK_INT(admin(lead, "add", "w3", "127.0.0.1:9003", 5), ==, 0);
+  CHECK_INT(admin(fol, "add", "w1", "127.0.0.1:9009", 1), ==, DSP_PB(ERROR_CODE__WORKER_EXISTS));
+  CHECK_INT(admin(fol, "add", "a/b", "127.0.0.1:9009", 1), ==, DSP_PB(ERROR_CODE__BAD_REQUEST));
+  CHECK_INT(admin(fol, "add", "w9", "nohost", 1), ==, DSP_PB(ERROR_CODE__BAD_REQUEST));
+  CHECK_INT(admin(fol, "add", "w9", "127.0.0.1:9", 1001), ==, DSP_PB(ERROR_CODE__BAD_REQUEST));
+  CHECK(wait_table(lead, "w1=127.0.0.1:9001/1 w2=127.0.0.1:9002/2 w3=127.0.0.1:9003/5", 10000));
+  /* znodes hold readable JSON. */
+  {
+    char buf[256];
+    CHECK(zkc_get(z, "/dispatcher/rpc/workers/w2", buf, sizeof(buf), NULL) == ZOK);
+    CHECK_STR(buf, "{\"addr\":\"127.0.0.1:9002\",\"weight\":2}");
+  }
+  /* One sequence for the cluster: nginx's smooth weighted round robin. */
+  CHECK(route_seq(lead, "weighted", 8, seq, sizeof(seq)));
+  CHECK_STR(seq, "w3 w2 w3 w1 w3 w3 w2 w3");
+
+  /* Bad data written by hand: each logged with its path and left out. */
+  {
+    static const char *const bad[][3] = {
+        {"bad1", "hello", "bad1: not JSON"},
+        {"bad2", "{\"weight\":3}", "bad2: missing \"addr\""},
+        {"bad3", "{\"addr\":\"127.0.0.1:9103\",\"weight\":0}", "bad3: weight 0"},
+        {"bad4", "{\"addr\":\"127.0.0.1:9104\",\"weight\":-1}", "bad4: weight -1"},
+        {"bad5", "{\"addr\":\"127.0.0.1:9105\",\"weight\":1001}", "bad5: weight 1001"},
+        {"bad6", "{\"addr\":\"127.0.0.1:9106\",\"weight\":\"x\"}", "bad6: \"weight\" is not"},
+        {"dup", "{\"addr\":\"127.0.0.1:9001\"}", "dup: address 127.0.0.1:9001 is already used"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+      snprintf(path, sizeof(path), "/dispatcher/rpc/workers/%s", bad[i][0]);
+      CHECK(zkc_create(z, path, bad[i][1]) == ZOK);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+      char needle[128];
+      snprintf(needle, sizeof(needle), "/dispatcher/rpc/workers/%s", bad[i][2]);
+      CHECK(th_wait_log(logs[0], needle, 0, 10000));
+    }
+  }
+  CHECK(wait_table(lead, "w1=127.0.0.1:9001/1 w2=127.0.0.1:9002/2 w3=127.0.0.1:9003/5", 10000));
+  CHECK(route_seq(lead, "round-robin", 6, seq, sizeof(seq)));
+  CHECK(strstr(seq, "bad") == NULL && strstr(seq, "dup") == NULL);
+
+  /* Fixed by hand: it joins. Reweighed and removed by hand: applied. */
+  CHECK(zkc_set(z, "/dispatcher/rpc/workers/bad3",
+                "{\"addr\":\"127.0.0.1:9103\",\"weight\":3}") == ZOK);
+  CHECK(zkc_set(z, "/dispatcher/rpc/workers/w3", "{\"addr\":\"127.0.0.1:9003\",\"weight\":4}") ==
+        ZOK);
+  CHECK(zkc_delete_all(z, "/dispatcher/rpc/workers/w1") == ZOK);
+  /* w1 gone, dup's address is free: it joins. */
+  CHECK(wait_table(lead,
+                   "bad3=127.0.0.1:9103/3 dup=127.0.0.1:9001/1 w2=127.0.0.1:9002/2 "
+                   "w3=127.0.0.1:9003/4",
+                   10000));
+  /* Through the admin requests too. */
+  CHECK_INT(admin(fol, "weight", "w2", NULL, 7), ==, 0);
+  CHECK_INT(admin(fol, "weight", "nosuch", NULL, 7), ==, DSP_PB(ERROR_CODE__UNKNOWN_WORKER));
+  CHECK_INT(admin(fol, "weight", "w2", NULL, 0), ==, DSP_PB(ERROR_CODE__BAD_REQUEST));
+  CHECK_INT(admin(fol, "weight", "bad1", NULL, 2), ==, DSP_PB(ERROR_CODE__BAD_REQUEST));
+  CHECK_INT(admin(fol, "rm", "bad3", NULL, 0), ==, 0);
+  CHECK_INT(admin(fol, "rm", "bad3", NULL, 0), ==, DSP_PB(ERROR_CODE__UNKNOWN_WORKER));
+  CHECK_INT(admin(fol, "rm", "dup", NULL, 0), ==, 0);
+  CHECK(wait_table(lead, "w2=127.0.0.1:9002/7 w3=127.0.0.1:9003/4", 10000));
+
+  /* A new coordinator reads the whole registry when it takes over. */
+  dsp_client_free(lead);
+  lead = NULL;
+  th_signal(pids[0], SIGTERM);
+  CHECK(th_wait_exit(pids[0], 10000) != -1);
+  pids[0] = 0;
+  {
+    uint64_t end = th_now_ms() + 20000;
+    while (!status_ok(fol, "coordinator") && th_now_ms() < end) th_sleep_ms(20);
+  }
+  CHECK(status_ok(fol, "coordinator"));
+  CHECK(wait_table(fol, "w2=127.0.0.1:9002/7 w3=127.0.0.1:9003/4", 10000));
+  CHECK(route_seq(fol, "weighted", 11, seq, sizeof(seq)));
+  {
+    int n2 = 0, n3 = 0;
+    for (char *p = seq; (p = strstr(p, "w")) != NULL; p += 2) {
+      if (p[1] == '2') n2++;
+      if (p[1] == '3') n3++;
+    }
+    CHECK_INT(n2, ==, 7);
+    CHECK_INT(n3, ==, 4);
+  }
+  dsp_client_free(fol);
+  zkc_close(z);
+}
+
+static void test_registry(void) {
+  if (start(2) != 0) {
+    stop(2);
+    CHECK(!"cluster started");
+  }
+  registry_body();
+  stop(2);
+}
+
 static const test_entry tests[] = {
     TEST(test_bad_input), TEST(test_pipeline), TEST(test_operations),
-    TEST(test_client_failover), TEST(test_listen_in_use),
+    TEST(test_client_failover), TEST(test_listen_in_use), TEST(test_registry),
 };
 
 TEST_MAIN(tests)

@@ -1,0 +1,81 @@
+/*
+ * registry.h: the worker registry in ZooKeeper.
+ *
+ *   /dispatcher/<cluster>/workers/<name>   persistent,
+ *       {"addr":"host:port","weight":N}    (weight optional, default 1;
+ *                                           other keys, such as a future
+ *                                           "check" URL, are kept and ignored)
+ *
+ * Admin requests on any member write these znodes; people may too, with
+ * zkCli. The coordinator watches the folder and every worker znode and
+ * applies each change to its table before its next decision after the change
+ * arrives; a new coordinator reads everything when it takes over.
+ *
+ * Data written by hand is untrusted: a znode whose data is not JSON, lacks
+ * "addr", has a bad address, or a weight that is 0, negative, over 1000 or
+ * not a number is logged with its path and that worker is left out of the
+ * table (removed, if it was in). A second worker with an address already in
+ * the table is left out the same way. Nothing else is affected.
+ */
+#ifndef DSP_REGISTRY_H
+#define DSP_REGISTRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "balance.h"
+#include "member.h"
+#include "rpc_server.h"
+
+/* ---- pure: worker znode data --------------------------------------------- */
+
+typedef struct {
+  char addr[DSP_BAL_ADDR_MAX + 1];
+  int weight;
+} dsp_worker_spec;
+
+/*
+ * Parse and validate worker znode data. Returns 0 and fills *out, or -1 with
+ * the reason in err[errlen] ("not JSON: byte 3: expected '{'", "missing
+ * \"addr\"", "weight 0 is out of range 1-1000", …).
+ */
+int dsp_worker_parse(const char *data, size_t len, dsp_worker_spec *out, char *err,
+                     size_t errlen);
+
+/* 1 if `name` can be a worker name (and so a znode name). */
+int dsp_worker_name_valid(const char *name);
+
+/*
+ * Rewrite worker data with a new weight, keeping every other key as it was.
+ * Returns 0, or -1 if `data` is not valid worker data or out is too small.
+ */
+int dsp_worker_set_weight_json(const char *data, size_t len, int weight, char *out,
+                               size_t outlen);
+
+/* ---- the registry ---------------------------------------------------------- */
+
+typedef struct dsp_registry dsp_registry;
+
+/* One per process. cluster is copied. */
+dsp_registry *dsp_registry_new(const char *cluster);
+void dsp_registry_free(dsp_registry *r);
+
+/* The member whose session the registry uses (set once, before start). */
+void dsp_registry_set_member(dsp_registry *r, dsp_member *m);
+
+/*
+ * Start keeping `table` in step with ZooKeeper (on becoming coordinator), or
+ * stop (table NULL, on stepping down). Answers still in flight for an older
+ * start are dropped.
+ */
+void dsp_registry_follow(dsp_registry *r, dsp_balance *table);
+
+/* Admin requests, answered on c once ZooKeeper has answered. */
+void dsp_registry_add(dsp_registry *r, dsp_rpc_conn *c, uint64_t id, const char *name,
+                      const char *addr, unsigned weight);
+void dsp_registry_remove(dsp_registry *r, dsp_rpc_conn *c, uint64_t id, const char *name);
+void dsp_registry_set_weight(dsp_registry *r, dsp_rpc_conn *c, uint64_t id, const char *name,
+                             unsigned weight);
+
+#endif
