@@ -47,6 +47,9 @@ static void usage(FILE *out) {
 "                          (default 1048576)\n"
 "  --client-idle-timeout MS  drop a client that leaves half a frame unsent\n"
 "                          this long, 100-3600000 (default 10000)\n"
+"  --hold-timeout MS       how long a follower holds a request while no\n"
+"                          coordinator answers, 100-3600000 (default: twice\n"
+"                          the session timeout)\n"
 "  --default-strategy S    strategy for routes that name none, used while this\n"
 "                          member coordinates; give every member the same\n"
 "                          (default weighted; see docs/strategies.md)\n"
@@ -103,10 +106,13 @@ typedef struct {
   dsp_rpc_server *rpc;
   dsp_service *svc;
   dsp_registry *reg;
+  dsp_forwarder *fwd;
 } app;
 
 /* Close everything but the member (closed by the caller or by itself). */
 static void shut_down(app *a) {
+  if (a->fwd) dsp_forwarder_close(a->fwd);
+  a->fwd = NULL;
   if (a->rpc) dsp_rpc_server_close(a->rpc);
   a->rpc = NULL;
   if (!uv_is_closing((uv_handle_t *)&a->term)) {
@@ -140,6 +146,7 @@ int main(int argc, char **argv) {
       {"max-frame", required_argument, NULL, 'F'},
       {"client-idle-timeout", required_argument, NULL, 'I'},
       {"default-strategy", required_argument, NULL, 'S'},
+      {"hold-timeout", required_argument, NULL, 'H'},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0}};
@@ -154,6 +161,7 @@ int main(int argc, char **argv) {
   int c, port, rc;
   app a;
   int strategy = DSP_STRATEGY_DEFAULT;
+  long long hold_ms = 0;
   uv_loop_t *loop;
 
   opterr = 0;
@@ -200,6 +208,11 @@ int main(int argc, char **argv) {
           return bad("--client-idle-timeout: '%s' is not a number of milliseconds in 100-3600000",
                      optarg);
         limits.idle_timeout_ms = (uint64_t)v;
+        break;
+      case 'H':
+        if (dsp_parse_int(optarg, 100, 3600000, &hold_ms) != 0)
+          return bad("--hold-timeout: '%s' is not a number of milliseconds in 100-3600000",
+                     optarg);
         break;
       case 'S':
         strategy = dsp_strategy_parse(optarg);
@@ -251,6 +264,14 @@ int main(int argc, char **argv) {
   dsp_service_set_member(svc, a.member);
   dsp_registry_set_member(a.reg, a.member);
   dsp_service_set_registry(svc, a.reg);
+  a.fwd = dsp_forwarder_new(loop, a.member,
+                            (uint64_t)(hold_ms ? hold_ms : 2LL * cfg.session_timeout_ms), 65536,
+                            dsp_service_on_request, dsp_service_ready, svc);
+  if (a.fwd == NULL) {
+    DSP_ERROR("out of memory");
+    return 1;
+  }
+  dsp_service_set_forwarder(svc, a.fwd);
   dsp_parse_hostport(cfg.addr, host, sizeof(host), &port);
   rc = dsp_rpc_server_listen(a.rpc, host, port);
   if (rc != 0) {

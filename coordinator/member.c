@@ -709,3 +709,5 @@ const char *dsp_member_role(dsp_member *m) {
 void dsp_member_kick(dsp_member *m) {
   if (m->zk != NULL) dsp_zkloop_kick(m->zk);
 }
+
+const char *dsp_member_id(const dsp_member *m) { return m->id; }

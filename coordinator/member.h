@@ -70,6 +70,9 @@ void dsp_member_free(dsp_member *m);
  */
 int dsp_member_is_coordinator(dsp_member *m, int64_t *epoch);
 
+/* This member's id. */
+const char *dsp_member_id(const dsp_member *m);
+
 /* "coordinator", "follower" or "candidate" (joining, suspended, waiting). */
 const char *dsp_member_role(dsp_member *m);
 

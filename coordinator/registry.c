@@ -31,6 +31,9 @@ struct dsp_registry {
      change of its own data. */
   char **bad;
   size_t nbad, capbad;
+  /* The first load after follow(): reads still out, and whether done. */
+  unsigned loading;
+  int loaded;
   char base[PATH_LEN];     /* /dispatcher/<cluster> */
   char folder[PATH_LEN];   /* base/workers */
 };
@@ -201,6 +204,19 @@ static wctx *new_ctx(dsp_registry *r, const char *name) {
 
 static int current(const wctx *c) { return c->r->table != NULL && c->gen == c->r->gen; }
 
+/* Count reads of the first load; the last one to finish marks it loaded. */
+static void load_begin(dsp_registry *r) {
+  if (!r->loaded) r->loading++;
+}
+
+static void load_end(dsp_registry *r, const wctx *c) {
+  if (!current(c) || r->loaded || r->loading == 0) return;
+  if (--r->loading == 0) {
+    r->loaded = 1;
+    DSP_INFO("worker table loaded: %zu workers", dsp_balance_count(r->table));
+  }
+}
+
 static zhandle_t *zh_of(dsp_registry *r) {
   return r->member ? (zhandle_t *)dsp_member_zh(r->member) : NULL;
 }
@@ -305,6 +321,7 @@ static void data_done(int rc, const char *value, int len, const struct Stat *st,
     }
   }
 out:
+  load_end(r, c);
   free(c);
 }
 
@@ -317,7 +334,11 @@ static void get_worker(dsp_registry *r, const char *name) {
     return;
   }
   snprintf(path, sizeof(path), "%s/%s", r->folder, name);
-  if (zoo_awget(zh, path, registry_watcher, r, data_done, c) != ZOK) free(c);
+  load_begin(r);
+  if (zoo_awget(zh, path, registry_watcher, r, data_done, c) != ZOK) {
+    load_end(r, c);
+    free(c);
+  }
   kick(r);
 }
 
@@ -384,6 +405,12 @@ static void children_done(int rc, const struct String_vector *sv, const void *d)
     if (dsp_balance_find(r->table, names[i], &id) != 0) get_worker(r, names[i]);
   }
 out:
+  if (current(c) && rc != ZOK && rc != ZNONODE) {
+    free(names);
+    free(c); /* connection trouble: still not loaded */
+    return;
+  }
+  load_end(r, c);
   free(names);
   free(c);
 }
@@ -395,7 +422,11 @@ static void list_workers(dsp_registry *r) {
     free(c);
     return;
   }
-  if (zoo_awget_children(zh, r->folder, registry_watcher, r, children_done, c) != ZOK) free(c);
+  load_begin(r);
+  if (zoo_awget_children(zh, r->folder, registry_watcher, r, children_done, c) != ZOK) {
+    load_end(r, c);
+    free(c);
+  }
   kick(r);
 }
 
@@ -435,8 +466,12 @@ void dsp_registry_free(dsp_registry *r) {
 
 void dsp_registry_set_member(dsp_registry *r, dsp_member *m) { r->member = m; }
 
+int dsp_registry_loaded(const dsp_registry *r) { return r->table != NULL && r->loaded; }
+
 void dsp_registry_follow(dsp_registry *r, dsp_balance *table) {
   r->gen++;
+  r->loading = 0;
+  r->loaded = 0;
   bad_clear(r);
   r->table = table;
   if (table != NULL) list_workers(r);

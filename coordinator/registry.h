@@ -71,6 +71,11 @@ void dsp_registry_set_member(dsp_registry *r, dsp_member *m);
  */
 void dsp_registry_follow(dsp_registry *r, dsp_balance *table);
 
+/* 1 once the table holds everything the registry had when follow() began
+   (the folder listed and every worker read): a coordinator decides nothing
+   before that. */
+int dsp_registry_loaded(const dsp_registry *r);
+
 /* Admin requests, answered on c once ZooKeeper has answered. */
 void dsp_registry_add(dsp_registry *r, dsp_rpc_conn *c, uint64_t id, const char *name,
                       const char *addr, unsigned weight);

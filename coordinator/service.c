@@ -18,6 +18,7 @@
 struct dsp_service {
   dsp_member *member;
   dsp_registry *registry;
+  dsp_forwarder *forwarder;
   dsp_balance *table;      /* while coordinator */
   int64_t epoch;           /* while coordinator */
   dsp_strategy default_strategy;
@@ -40,6 +41,8 @@ void dsp_service_set_member(dsp_service *s, dsp_member *m) { s->member = m; }
 
 void dsp_service_set_registry(dsp_service *s, dsp_registry *r) { s->registry = r; }
 
+void dsp_service_set_forwarder(dsp_service *s, dsp_forwarder *f) { s->forwarder = f; }
+
 void dsp_service_free(dsp_service *s) {
   if (s == NULL) return;
   dsp_balance_free(s->table);
@@ -56,8 +59,7 @@ static uint64_t random_seed(void) {
   return seed;
 }
 
-void dsp_service_on_role(void *svc, int coordinator, int64_t epoch) {
-  dsp_service *s = svc;
+static void set_role(dsp_service *s, int coordinator, int64_t epoch) {
   /* A new coordinator starts from a new table: cycles and in-flight counts
      do not survive a failover (docs/strategies.md). */
   if (s->registry) dsp_registry_follow(s->registry, NULL);
@@ -77,10 +79,24 @@ void dsp_service_on_role(void *svc, int coordinator, int64_t epoch) {
   if (s->registry) dsp_registry_follow(s->registry, s->table);
 }
 
-/* 1 if we may answer from the table now (lease checked on the spot). */
-static int coordinating(dsp_service *s, int64_t *epoch) {
-  return s->table != NULL && s->member != NULL && dsp_member_is_coordinator(s->member, epoch);
+void dsp_service_on_role(void *svc, int coordinator, int64_t epoch) {
+  dsp_service *s = svc;
+  set_role(s, coordinator, epoch);
+  /* Held requests move along: answered here now, or sent to the next
+     coordinator. */
+  if (s->forwarder) dsp_forwarder_poke(s->forwarder);
 }
+
+/* 1 if we may answer from the table now: coordinator (lease checked on the
+   spot) with the registry loaded. A coordinator whose table is still
+   loading holds requests (forwarder.h) rather than answer from a partial
+   table. */
+static int coordinating(dsp_service *s, int64_t *epoch) {
+  return s->table != NULL && s->member != NULL && dsp_member_is_coordinator(s->member, epoch) &&
+         (s->registry == NULL || dsp_registry_loaded(s->registry));
+}
+
+int dsp_service_ready(void *svc) { return coordinating(svc, NULL); }
 
 static void not_coordinator(dsp_service *s, dsp_rpc_conn *c, uint64_t id) {
   const dsp_leader_info *l = s->member ? dsp_member_leader(s->member) : NULL;
@@ -269,16 +285,18 @@ void dsp_service_on_request(void *svc, dsp_rpc_conn *c, const dsp_pb_request *re
       status(s, c, req);
       return;
     case DSP_PB(REQUEST__BODY_ROUTE):
-      if (!coordinating(s, &epoch)) not_coordinator(s, c, req->id);
-      else route(s, c, req, epoch);
-      return;
     case DSP_PB(REQUEST__BODY_REPORT):
-      if (!coordinating(s, &epoch)) not_coordinator(s, c, req->id);
-      else report(s, c, req, epoch);
-      return;
     case DSP_PB(REQUEST__BODY_WORKER_LIST):
-      if (!coordinating(s, &epoch)) not_coordinator(s, c, req->id);
-      else worker_list(s, c, req, epoch);
+      if (!coordinating(s, &epoch)) {
+        if (s->forwarder) dsp_forwarder_submit(s->forwarder, c, req);
+        else not_coordinator(s, c, req->id);
+      } else if (req->body_case == DSP_PB(REQUEST__BODY_ROUTE)) {
+        route(s, c, req, epoch);
+      } else if (req->body_case == DSP_PB(REQUEST__BODY_REPORT)) {
+        report(s, c, req, epoch);
+      } else {
+        worker_list(s, c, req, epoch);
+      }
       return;
     case DSP_PB(REQUEST__BODY_WORKER_ADD):
       dsp_registry_add(s->registry, c, req->id, req->worker_add->name, req->worker_add->addr,

@@ -1,11 +1,10 @@
 /*
  * service.h: what a member does with each RPC request (docs/protocol.md).
  *
- * Status is answered by every member itself. Route and Report need the
- * coordinator's table: the coordinator answers them from its table, stamped
- * with its epoch; a member that is not the coordinator answers
- * NOT_COORDINATOR with the leader it knows in the message (forwarding to
- * the coordinator comes next, docs/protocol.md "Roadmap"). Worker admin
+ * Status is answered by every member itself. Route, Report and WorkerList
+ * need the coordinator's table: the coordinator answers them from its
+ * table, stamped with its epoch; any other member forwards them to the
+ * coordinator (forwarder.h). Worker admin
  * requests are written to ZooKeeper by whichever member gets them
  * (registry.h); WorkerList is the coordinator's table.
  */
@@ -16,6 +15,7 @@
 #include <uv.h>
 
 #include "balance.h"
+#include "forwarder.h"
 #include "member.h"
 #include "registry.h"
 #include "rpc_server.h"
@@ -34,10 +34,16 @@ dsp_service *dsp_service_new(const dsp_service_config *cfg);
 void dsp_service_set_member(dsp_service *s, dsp_member *m);
 /* The worker registry (admin requests; the coordinator's table follows it). */
 void dsp_service_set_registry(dsp_service *s, dsp_registry *r);
+/* The link to the coordinator used while this member follows. */
+void dsp_service_set_forwarder(dsp_service *s, dsp_forwarder *f);
 void dsp_service_free(dsp_service *s);
 
 /* The member's role callback (dsp_member_config.on_role). */
 void dsp_service_on_role(void *svc, int coordinator, int64_t epoch);
+
+/* 1 while this member coordinates with its table loaded (the forwarder's
+   ready callback). */
+int dsp_service_ready(void *svc);
 
 /* The rpc_server request callback. */
 void dsp_service_on_request(void *svc, dsp_rpc_conn *c, const dsp_pb_request *req);

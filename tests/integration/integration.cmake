@@ -34,4 +34,4 @@ add_executable(test_rpc tests/integration/test_rpc.c)
 target_link_libraries(test_rpc PRIVATE dsp_harness dsp_rpc)
 add_dependencies(test_rpc dispatcherd)
 dsp_scenarios(test_rpc rpc bad_input pipeline operations client_failover listen_in_use
-  registry)
+  registry global_sequence leader_killed_under_load frozen_coordinator)

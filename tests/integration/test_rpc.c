@@ -27,8 +27,9 @@ static pid_t pids[3];
 static char addrs[3][32], logs[3][512];
 static int ports[3];
 
+static char timeout[16] = "4000";
+
 static int start(int n) {
-  char timeout[] = "4000";
   zk = zkh_start(1);
   if (zk == NULL) return -1;
   for (int i = 0; i < n; i++) {
@@ -284,11 +285,19 @@ static void operations_body(void) {
   CHECK_INT(r->error->code, ==, DSP_PB(ERROR_CODE__BAD_REQUEST));
   dsp_client_free_response(r);
   rr.count = 1;
-  /* A follower does not decide: it names the coordinator. */
-  CHECK(dsp_client_call(fol, &req, &r, err, sizeof(err)) == 0);
-  CHECK_INT(r->error->code, ==, DSP_PB(ERROR_CODE__NOT_COORDINATOR));
-  CHECK(strstr(r->error->message, addrs[0]) != NULL);
-  dsp_client_free_response(r);
+  /* A follower does not decide: it forwards, and passes the coordinator's
+     answer back, stamped with the coordinator's epoch. */
+  {
+    int64_t lead_epoch;
+    CHECK(dsp_client_call(lead, &req, &r, err, sizeof(err)) == 0);
+    lead_epoch = r->epoch;
+    dsp_client_free_response(r);
+    CHECK(dsp_client_call(fol, &req, &r, err, sizeof(err)) == 0);
+    CHECK(r->body_case == DSP_PB(RESPONSE__BODY_ERROR));
+    CHECK_INT(r->error->code, ==, DSP_PB(ERROR_CODE__NO_ELIGIBLE_WORKER));
+    CHECK_INT(r->epoch, ==, lead_epoch);
+    dsp_client_free_response(r);
+  }
   /* Report for an unknown worker. */
   rp.worker = "nobody";
   rp.ok = 1;
@@ -573,9 +582,164 @@ static void test_registry(void) {
   stop(2);
 }
 
+/* ---- forwarding and failover ---------------------------------------------- */
+
+static int start_with_workers(int n, const char *session_timeout) {
+  char err[256];
+  dsp_client *c;
+  int ok;
+  snprintf(timeout, sizeof(timeout), "%s", session_timeout);
+  if (start(n) != 0) return -1;
+  c = dsp_client_new(addrs[0], 10000, err, sizeof(err));
+  if (c == NULL) return -1;
+  ok = admin(c, "add", "w1", "127.0.0.1:9001", 1) == 0 &&
+       admin(c, "add", "w2", "127.0.0.1:9002", 2) == 0 &&
+       admin(c, "add", "w3", "127.0.0.1:9003", 5) == 0 &&
+       wait_table(c, "w1=127.0.0.1:9001/1 w2=127.0.0.1:9002/2 w3=127.0.0.1:9003/5", 10000);
+  dsp_client_free(c);
+  /* Followers must know the leader before they can forward. */
+  for (int i = 1; ok && i < n; i++) ok = th_wait_log(logs[i], "leader is r1", 0, 20000);
+  return ok ? 0 : -1;
+}
+
+/* One route through client c: its worker name and epoch; 0 on any error. */
+static int route_one(dsp_client *c, const char *strategy, char *worker, size_t wlen,
+                     int64_t *epoch, char *why, size_t whylen) {
+  dsp_pb_request req = DISPATCHER__V1__REQUEST__INIT;
+  Dispatcher__V1__RouteRequest rr = DISPATCHER__V1__ROUTE_REQUEST__INIT;
+  dsp_pb_response *r = NULL;
+  int ok;
+  rr.strategy = (char *)strategy;
+  req.body_case = DSP_PB(REQUEST__BODY_ROUTE);
+  req.route = &rr;
+  if (dsp_client_call(c, &req, &r, why, whylen) != 0) return 0;
+  ok = r->body_case == DSP_PB(RESPONSE__BODY_ROUTE) && r->route->n_decisions == 1;
+  if (ok) {
+    snprintf(worker, wlen, "%s", r->route->decisions[0]->worker);
+    *epoch = r->epoch;
+  } else if (r->body_case == DSP_PB(RESPONSE__BODY_ERROR)) {
+    snprintf(why, whylen, "%s: %s", dsp_rpc_code_name(r->error->code), r->error->message);
+  }
+  dsp_client_free_response(r);
+  return ok;
+}
+
+/* Two clients on two followers, interleaving: one global sequence. */
+static void global_sequence_body(void) {
+  char err[256], w[64];
+  dsp_client *a = dsp_client_new(addrs[1], 10000, err, sizeof(err));
+  dsp_client *b = dsp_client_new(addrs[2], 10000, err, sizeof(err));
+  int64_t epoch;
+  int counts[4] = {0};
+  CHECK(a != NULL && b != NULL);
+  /* round-robin: every worker once per cycle of three, across both. */
+  for (int cycle = 0; cycle < 4; cycle++) {
+    int seen[4] = {0};
+    for (int k = 0; k < 3; k++) {
+      CHECK(route_one((k % 2) ? b : a, "round-robin", w, sizeof(w), &epoch, err, sizeof(err)));
+      CHECK(w[0] == 'w' && w[1] >= '1' && w[1] <= '3');
+      seen[w[1] - '0']++;
+    }
+    CHECK(seen[1] == 1 && seen[2] == 1 && seen[3] == 1);
+  }
+  /* weighted 1:2:5 over 8 cycles, alternating clients: exact counts. */
+  for (int k = 0; k < 64; k++) {
+    CHECK(route_one((k % 2) ? b : a, "weighted", w, sizeof(w), &epoch, err, sizeof(err)));
+    counts[w[1] - '0']++;
+  }
+  CHECK_INT(counts[1], ==, 8);
+  CHECK_INT(counts[2], ==, 16);
+  CHECK_INT(counts[3], ==, 40);
+  dsp_client_free(a);
+  dsp_client_free(b);
+}
+
+static void test_global_sequence(void) {
+  if (start_with_workers(3, "4000") != 0) {
+    stop(3);
+    CHECK(!"cluster started");
+  }
+  global_sequence_body();
+  stop(3);
+}
+
+/*
+ * Route in a loop through the followers while the coordinator is taken
+ * away by `sig` (SIGKILL, or SIGSTOP then SIGCONT once replaced): no route
+ * fails, epochs never go down, and once a decision of the new coordinator
+ * has been seen, none of the old one follows.
+ */
+static void loop_through_failover(int sig) {
+  char err[256], w[64];
+  dsp_client *c[2];
+  int64_t first = 0, highest = 0, old = 0;
+  int routes = 0, failures = 0, after = 0, stale = 0;
+  uint64_t end;
+  c[0] = dsp_client_new(addrs[1], 30000, err, sizeof(err));
+  c[1] = dsp_client_new(addrs[2], 30000, err, sizeof(err));
+  CHECK(c[0] != NULL && c[1] != NULL);
+  for (int i = 0; i < 200; i++) {
+    int64_t e;
+    CHECK(route_one(c[i % 2], "round-robin", w, sizeof(w), &e, err, sizeof(err)));
+    old = e;
+  }
+  th_signal(pids[0], sig);
+  end = th_now_ms() + 60000;
+  /* Until 300 decisions of the new coordinator have come back. */
+  while (after < 300 && th_now_ms() < end) {
+    int64_t e = 0;
+    if (!route_one(c[routes % 2], "round-robin", w, sizeof(w), &e, err, sizeof(err))) {
+      fprintf(stderr, "route failed: %s\n", err);
+      failures++;
+      continue;
+    }
+    routes++;
+    if (e < highest) stale++;
+    if (e > highest) highest = e;
+    if (e > old) {
+      if (first == 0) first = e;
+      after++;
+      if (sig == SIGSTOP && after == 1) th_signal(pids[0], SIGCONT); /* wake the stale one */
+    }
+  }
+  printf("%d routes during failover, %d failed, epoch %lld -> %lld\n", routes, failures,
+         (long long)old, (long long)highest);
+  CHECK_INT(failures, ==, 0);
+  CHECK_INT(after, ==, 300);
+  CHECK_INT(stale, ==, 0);
+  CHECK(first > old);
+  dsp_client_free(c[0]);
+  dsp_client_free(c[1]);
+}
+
+static void test_leader_killed_under_load(void) {
+  if (start_with_workers(3, "2000") != 0) {
+    stop(3);
+    CHECK(!"cluster started");
+  }
+  loop_through_failover(SIGKILL);
+  th_wait_exit(pids[0], 10000);
+  pids[0] = 0;
+  stop(3);
+}
+
+static void test_frozen_coordinator(void) {
+  if (start_with_workers(3, "2000") != 0) {
+    stop(3);
+    CHECK(!"cluster started");
+  }
+  loop_through_failover(SIGSTOP);
+  /* The woken one rejoins as a follower. */
+  CHECK(th_wait_log(logs[0], "joined the election as member-r1_", 0, 20000));
+  stop(3);
+}
+
 static const test_entry tests[] = {
-    TEST(test_bad_input), TEST(test_pipeline), TEST(test_operations),
-    TEST(test_client_failover), TEST(test_listen_in_use), TEST(test_registry),
+    TEST(test_bad_input),       TEST(test_pipeline),
+    TEST(test_operations),      TEST(test_client_failover),
+    TEST(test_listen_in_use),   TEST(test_registry),
+    TEST(test_global_sequence), TEST(test_leader_killed_under_load),
+    TEST(test_frozen_coordinator),
 };
 
 TEST_MAIN(tests)

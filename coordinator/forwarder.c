@@ -1,0 +1,457 @@
+/*
+ * forwarder.c: see forwarder.h.
+ *
+ * Pending requests live in a ring of slots indexed by their upstream id
+ * (ids are handed out in sequence, so the live ones are the window
+ * [low, next)); a reply finds its request in O(1). Each slot keeps the
+ * encoded frame, so re-sending after a failover is a copy.
+ *
+ * The upstream connection is one uv_tcp to the leader's address; frames are
+ * appended to `pending` and written once per loop turn (prepare/check), as
+ * rpc_server.c does for replies. A 20 ms timer runs only while requests are
+ * waiting: it expires the ones past their deadline, notices a new leader
+ * (re-reading the leader znode's copy in member.c costs nothing) and
+ * reconnects.
+ */
+#include "forwarder.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frame.h"
+#include "log.h"
+#include "util.h"
+
+#define TICK_MS 20
+#define RECONNECT_MS 100
+
+typedef struct {
+  uint64_t uid;           /* 0: free */
+  dsp_rpc_conn *conn;
+  uint64_t client_id;
+  uint8_t *frame;         /* header + Request with id = uid */
+  size_t len;
+  uint64_t deadline;
+  int sent;
+} slot;
+
+typedef struct {
+  uint8_t *p;
+  size_t len, cap;
+} obuf;
+
+typedef struct upconn {
+  uv_tcp_t tcp;
+  uv_connect_t creq;
+  uv_write_t wreq;
+  struct dsp_forwarder *f;
+  dsp_framer in;
+  obuf writing;
+  char addr[DSP_ADDR_MAX];
+  int connected, closing, write_busy;
+} upconn;
+
+struct dsp_forwarder {
+  uv_loop_t *loop;
+  dsp_member *member;
+  uint64_t hold_ms;
+  slot *slots;
+  unsigned cap;           /* power of two */
+  uint64_t next, low;     /* live uids are in [low, next) */
+  unsigned npending;
+  upconn *up;
+  obuf out;               /* frames for the upstream, not yet written */
+  uint64_t reconnect_at;
+  uv_timer_t tick;
+  uv_prepare_t prepare;
+  uv_check_t check;
+  dsp_forwarder_local_cb local;
+  dsp_forwarder_ready_cb ready;
+  void *local_ctx;
+  dsp_forwarder_stats st;
+  int closing, handles;
+};
+
+static void up_close(dsp_forwarder *f);
+static void pump(dsp_forwarder *f);
+
+/* ---- slots ---------------------------------------------------------------- */
+
+static slot *find(dsp_forwarder *f, uint64_t uid) {
+  slot *s = &f->slots[uid & (f->cap - 1)];
+  return (uid != 0 && s->uid == uid) ? s : NULL;
+}
+
+static void release(dsp_forwarder *f, slot *s) {
+  dsp_rpc_conn_unref(s->conn);
+  free(s->frame);
+  memset(s, 0, sizeof(*s));
+  f->npending--;
+  while (f->low < f->next && f->slots[f->low & (f->cap - 1)].uid != f->low) f->low++;
+}
+
+static void answer_error(dsp_forwarder *f, slot *s, int code, const char *msg) {
+  dsp_rpc_reply_error(s->conn, s->client_id, 0, code, msg);
+  release(f, s);
+}
+
+/* ---- output --------------------------------------------------------------- */
+
+static int obuf_add(obuf *b, const uint8_t *p, size_t n) {
+  if (b->cap - b->len < n) {
+    size_t cap = b->cap ? b->cap : 16384;
+    uint8_t *np;
+    while (cap - b->len < n) cap *= 2;
+    np = realloc(b->p, cap);
+    if (np == NULL) return -1;
+    b->p = np;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, p, n);
+  b->len += n;
+  return 0;
+}
+
+static void send_slot(dsp_forwarder *f, slot *s) {
+  if (obuf_add(&f->out, s->frame, s->len) == 0) {
+    s->sent = 1;
+    f->st.forwarded++;
+  }
+}
+
+static void on_up_write(uv_write_t *w, int status) {
+  upconn *u = w->data;
+  u->write_busy = 0;
+  u->writing.len = 0;
+  if (status < 0 && !u->closing) {
+    DSP_WARN("forwarding to %s: %s", u->addr, uv_strerror(status));
+    if (u->f->up == u) up_close(u->f);
+  }
+}
+
+static void flush(dsp_forwarder *f) {
+  upconn *u = f->up;
+  obuf t;
+  uv_buf_t b;
+  if (u == NULL || !u->connected || u->closing || u->write_busy || f->out.len == 0) return;
+  t = u->writing;
+  u->writing = f->out;
+  f->out = t;
+  f->out.len = 0;
+  b = uv_buf_init((char *)u->writing.p, (unsigned)u->writing.len);
+  u->wreq.data = u;
+  if (uv_write(&u->wreq, (uv_stream_t *)&u->tcp, &b, 1, on_up_write) != 0) {
+    u->writing.len = 0;
+    up_close(f);
+    return;
+  }
+  u->write_busy = 1;
+}
+
+static void on_prepare(uv_prepare_t *p) { flush(p->data); }
+static void on_check(uv_check_t *c) { flush(c->data); }
+
+/* ---- upstream connection ------------------------------------------------- */
+
+static void on_up_closed(uv_handle_t *h) {
+  upconn *u = h->data;
+  dsp_forwarder *f = u->f;
+  dsp_framer_free(&u->in);
+  free(u->writing.p);
+  free(u);
+  if (--f->handles == 0) {
+    free(f->slots);
+    free(f->out.p);
+    free(f);
+  }
+}
+
+/* Drop the connection; what was sent on it and not answered goes again. */
+static void up_close(dsp_forwarder *f) {
+  upconn *u = f->up;
+  if (u == NULL) return;
+  f->up = NULL;
+  u->closing = 1;
+  uv_close((uv_handle_t *)&u->tcp, on_up_closed);
+  f->out.len = 0;
+  for (uint64_t id = f->low; id < f->next; id++) {
+    slot *s = find(f, id);
+    if (s != NULL && s->sent) {
+      s->sent = 0;
+      f->st.resent++;
+    }
+  }
+  f->reconnect_at = uv_now(f->loop) + RECONNECT_MS;
+}
+
+static void on_reply(dsp_forwarder *f, const uint8_t *p, size_t n) {
+  dsp_pb_response *r = dispatcher__v1__response__unpack(NULL, n, p);
+  slot *s;
+  if (r == NULL) {
+    DSP_WARN("forwarding: undecodable reply from %s; reconnecting", f->up ? f->up->addr : "?");
+    up_close(f);
+    return;
+  }
+  s = find(f, r->id);
+  if (s == NULL) goto out; /* answered or expired already */
+  if (r->epoch != 0 && r->epoch < f->st.highest_epoch) {
+    /* A deposed coordinator: never pass it on. */
+    f->st.stale_epoch++;
+    s->sent = 0;
+    up_close(f);
+    goto out;
+  }
+  if (r->body_case == DSP_PB(RESPONSE__BODY_ERROR) &&
+      r->error->code == DSP_PB(ERROR_CODE__NOT_COORDINATOR)) {
+    /* It stepped down: wait for the leader znode to name the next one. */
+    s->sent = 0;
+    up_close(f);
+    goto out;
+  }
+  if (r->epoch > f->st.highest_epoch) f->st.highest_epoch = r->epoch;
+  r->id = s->client_id;
+  dsp_rpc_reply(s->conn, r);
+  f->st.answered++;
+  release(f, s);
+out:
+  dispatcher__v1__response__free_unpacked(r, NULL);
+}
+
+static void on_up_alloc(uv_handle_t *h, size_t sz, uv_buf_t *buf) {
+  upconn *u = h->data;
+  uint8_t *p;
+  size_t len;
+  (void)sz;
+  if (dsp_framer_reserve(&u->in, 65536, &p, &len) != 0) {
+    *buf = uv_buf_init(NULL, 0);
+    return;
+  }
+  *buf = uv_buf_init((char *)p, (unsigned)(len > UINT32_MAX ? UINT32_MAX : len));
+}
+
+static void on_up_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
+  upconn *u = st->data;
+  dsp_forwarder *f = u->f;
+  const uint8_t *p;
+  size_t len;
+  int rc;
+  (void)buf;
+  if (u->closing || f->up != u) return;
+  if (n < 0) {
+    DSP_INFO("forwarding: connection to %s closed (%s)", u->addr,
+             n == UV_EOF ? "by the peer" : uv_strerror((int)n));
+    up_close(f);
+    return;
+  }
+  dsp_framer_commit(&u->in, (size_t)n);
+  while (f->up == u && (rc = dsp_framer_next(&u->in, &p, &len)) == DSP_FRAME_OK)
+    on_reply(f, p, len);
+  if (f->up == u && rc == DSP_FRAME_TOO_LARGE) up_close(f);
+}
+
+static void on_up_connect(uv_connect_t *req, int status) {
+  upconn *u = req->data;
+  dsp_forwarder *f = u->f;
+  if (u->closing || f->up != u) return;
+  if (status < 0) {
+    DSP_WARN("forwarding: cannot connect to the coordinator at %s: %s", u->addr,
+             uv_strerror(status));
+    up_close(f);
+    return;
+  }
+  u->connected = 1;
+  uv_tcp_nodelay(&u->tcp, 1);
+  uv_read_start((uv_stream_t *)&u->tcp, on_up_alloc, on_up_read);
+  DSP_INFO("forwarding to the coordinator at %s", u->addr);
+  pump(f);
+}
+
+static void up_open(dsp_forwarder *f, const char *addr) {
+  char host[DSP_ADDR_MAX];
+  int port;
+  struct sockaddr_storage ss;
+  upconn *u;
+  if (dsp_parse_hostport(addr, host, sizeof(host), &port) != 0 ||
+      (strchr(host, ':') ? uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss)
+                         : uv_ip4_addr(host, port, (struct sockaddr_in *)&ss)) != 0) {
+    DSP_WARN("forwarding: leader address '%s' is not a numeric host:port", addr);
+    f->reconnect_at = uv_now(f->loop) + RECONNECT_MS * 10;
+    return;
+  }
+  u = calloc(1, sizeof(*u));
+  if (u == NULL) return;
+  u->f = f;
+  snprintf(u->addr, sizeof(u->addr), "%s", addr);
+  dsp_framer_init(&u->in, 64u << 20);
+  uv_tcp_init(f->loop, &u->tcp);
+  u->tcp.data = u;
+  u->creq.data = u;
+  f->handles++;
+  f->up = u;
+  if (uv_tcp_connect(&u->creq, &u->tcp, (const struct sockaddr *)&ss, on_up_connect) != 0)
+    up_close(f);
+}
+
+/* ---- the pump ------------------------------------------------------------- */
+
+/* Move requests along: expire, hand to the local service, (re)connect, send. */
+static void pump(dsp_forwarder *f) {
+  const dsp_leader_info *l = dsp_member_leader(f->member);
+  uint64_t now = uv_now(f->loop);
+  int coordinating = dsp_member_is_coordinator(f->member, NULL);
+  int local = coordinating && f->ready(f->local_ctx);
+
+  if (f->closing) return;
+  for (uint64_t id = f->low; id < f->next; id++) {
+    slot *s = find(f, id);
+    if (s == NULL || s->sent) continue;
+    if (dsp_rpc_conn_closed(s->conn)) {
+      release(f, s); /* its client is gone */
+    } else if (local) {
+      /* We are the coordinator now: answer it ourselves. */
+      dsp_pb_request *req =
+          dispatcher__v1__request__unpack(NULL, s->len - DSP_FRAME_HEADER, s->frame + DSP_FRAME_HEADER);
+      if (req != NULL) {
+        dsp_rpc_conn *c = s->conn;
+        req->id = s->client_id;
+        dsp_rpc_conn_ref(c);
+        release(f, s);
+        f->local(f->local_ctx, c, req);
+        dsp_rpc_conn_unref(c);
+        dispatcher__v1__request__free_unpacked(req, NULL);
+      } else {
+        answer_error(f, s, DSP_PB(ERROR_CODE__INTERNAL), "cannot re-read a held request");
+      }
+    } else if (now >= s->deadline) {
+      f->st.expired++;
+      answer_error(f, s, DSP_PB(ERROR_CODE__NO_COORDINATOR),
+                   "no coordinator answered before the deadline");
+    }
+  }
+  if (coordinating) {
+    up_close(f); /* answered here once ready */
+    return;
+  }
+  /* The connection should go to the current leader, unless that is us
+     (about to coordinate: hold on). */
+  if (f->up != NULL && (!l->known || strcmp(f->up->addr, l->addr) != 0 ||
+                        strcmp(l->id, dsp_member_id(f->member)) == 0))
+    up_close(f);
+  if (f->up == NULL && l->known && f->npending > 0 && now >= f->reconnect_at &&
+      strcmp(l->id, dsp_member_id(f->member)) != 0)
+    up_open(f, l->addr);
+  if (f->up != NULL && f->up->connected)
+    for (uint64_t id = f->low; id < f->next; id++) {
+      slot *s = find(f, id);
+      if (s != NULL && !s->sent) send_slot(f, s);
+    }
+}
+
+static void on_tick(uv_timer_t *t) {
+  dsp_forwarder *f = t->data;
+  pump(f);
+  if (f->npending == 0) uv_timer_stop(&f->tick);
+}
+
+/* ---- API ------------------------------------------------------------------ */
+
+dsp_forwarder *dsp_forwarder_new(uv_loop_t *loop, dsp_member *m, uint64_t hold_ms,
+                                 unsigned max_pending, dsp_forwarder_local_cb local,
+                                 dsp_forwarder_ready_cb ready, void *local_ctx) {
+  dsp_forwarder *f = calloc(1, sizeof(*f));
+  unsigned cap = 1024;
+  if (f == NULL) return NULL;
+  while (cap < max_pending) cap *= 2;
+  f->slots = calloc(cap, sizeof(*f->slots));
+  if (f->slots == NULL) {
+    free(f);
+    return NULL;
+  }
+  f->cap = cap;
+  f->next = f->low = 1;
+  f->loop = loop;
+  f->member = m;
+  f->hold_ms = hold_ms;
+  f->local = local;
+  f->ready = ready;
+  f->local_ctx = local_ctx;
+  uv_timer_init(loop, &f->tick);
+  uv_prepare_init(loop, &f->prepare);
+  uv_check_init(loop, &f->check);
+  f->tick.data = f->prepare.data = f->check.data = f;
+  uv_prepare_start(&f->prepare, on_prepare);
+  uv_check_start(&f->check, on_check);
+  uv_unref((uv_handle_t *)&f->prepare);
+  uv_unref((uv_handle_t *)&f->check);
+  f->handles = 3;
+  return f;
+}
+
+void dsp_forwarder_submit(dsp_forwarder *f, dsp_rpc_conn *c, const dsp_pb_request *req) {
+  slot *s;
+  dsp_pb_request copy;
+  size_t n;
+  if (f->closing) {
+    dsp_rpc_reply_error(c, req->id, 0, DSP_PB(ERROR_CODE__NO_COORDINATOR), "shutting down");
+    return;
+  }
+  s = &f->slots[f->next & (f->cap - 1)];
+  if (s->uid != 0) {
+    f->st.busy++;
+    dsp_rpc_reply_error(c, req->id, 0, DSP_PB(ERROR_CODE__BUSY),
+                        "too many requests waiting for the coordinator");
+    return;
+  }
+  copy = *req;
+  copy.id = f->next;
+  n = dispatcher__v1__request__get_packed_size(&copy);
+  s->frame = malloc(n + DSP_FRAME_HEADER);
+  if (s->frame == NULL) {
+    dsp_rpc_reply_error(c, req->id, 0, DSP_PB(ERROR_CODE__BUSY), "out of memory");
+    return;
+  }
+  dsp_frame_put_header(s->frame, (uint32_t)n);
+  dispatcher__v1__request__pack(&copy, s->frame + DSP_FRAME_HEADER);
+  s->len = n + DSP_FRAME_HEADER;
+  s->uid = f->next++;
+  s->conn = c;
+  s->client_id = req->id;
+  s->deadline = uv_now(f->loop) + f->hold_ms;
+  s->sent = 0;
+  dsp_rpc_conn_ref(c);
+  f->npending++;
+  if (f->up != NULL && f->up->connected) send_slot(f, s);
+  else pump(f);
+  if (!uv_is_active((uv_handle_t *)&f->tick) && f->npending > 0)
+    uv_timer_start(&f->tick, on_tick, TICK_MS, TICK_MS);
+}
+
+void dsp_forwarder_poke(dsp_forwarder *f) {
+  if (f->npending > 0) pump(f);
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+  dsp_forwarder *f = h->data;
+  if (--f->handles == 0) {
+    free(f->slots);
+    free(f->out.p);
+    free(f);
+  }
+}
+
+void dsp_forwarder_close(dsp_forwarder *f) {
+  if (f == NULL || f->closing) return;
+  for (uint64_t id = f->low; id < f->next; id++) {
+    slot *s = find(f, id);
+    if (s != NULL) answer_error(f, s, DSP_PB(ERROR_CODE__NO_COORDINATOR), "shutting down");
+  }
+  up_close(f);
+  f->closing = 1;
+  uv_close((uv_handle_t *)&f->tick, on_handle_closed);
+  uv_close((uv_handle_t *)&f->prepare, on_handle_closed);
+  uv_close((uv_handle_t *)&f->check, on_handle_closed);
+}
+
+void dsp_forwarder_stats_get(const dsp_forwarder *f, dsp_forwarder_stats *out) { *out = f->st; }

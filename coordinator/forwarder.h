@@ -1,0 +1,63 @@
+/*
+ * forwarder.h: a follower's link to the coordinator. Requests that need the
+ * coordinator (Route, Report, WorkerList) are sent on over one persistent,
+ * multiplexed connection to the address in the leader znode, whatever is
+ * pending gathered into as few writes as possible, and each client is
+ * answered as the replies come back (docs/protocol.md, "Forwarding").
+ *
+ * Failover without client errors:
+ *  - while no coordinator is known (or it cannot be reached), requests are
+ *    held, up to `hold_ms` each; only past that are they answered
+ *    NO_COORDINATOR;
+ *  - when the leader changes or the connection breaks, every request not yet
+ *    answered is sent again to the new coordinator;
+ *  - a NOT_COORDINATOR reply (the member we reached has stepped down) sends
+ *    the request again once a new leader is known;
+ *  - the highest epoch seen is remembered, and a reply stamped with a lower
+ *    one is never passed on (it came from a deposed coordinator): the
+ *    request is sent again instead.
+ * Requests go out with their client's client_token and a fresh id, so a
+ * coordinator can tell a repeat (docs/protocol.md).
+ */
+#ifndef DSP_FORWARDER_H
+#define DSP_FORWARDER_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "member.h"
+#include "rpc_server.h"
+
+typedef struct dsp_forwarder dsp_forwarder;
+
+/* What to do with held requests once this member is the coordinator and
+   ready to decide (ready returns 1): answer them itself (the service's
+   request handler). While this member coordinates but is not ready (its
+   table still loading), requests are held. */
+typedef void (*dsp_forwarder_local_cb)(void *ctx, dsp_rpc_conn *c, const dsp_pb_request *req);
+typedef int (*dsp_forwarder_ready_cb)(void *ctx);
+
+/* hold_ms: how long a request may wait for a coordinator. max_pending: how
+   many may be outstanding at once (more are answered BUSY). */
+dsp_forwarder *dsp_forwarder_new(uv_loop_t *loop, dsp_member *m, uint64_t hold_ms,
+                                 unsigned max_pending, dsp_forwarder_local_cb local,
+                                 dsp_forwarder_ready_cb ready, void *local_ctx);
+
+/* Forward req (answered on c later; c is referenced meanwhile). */
+void dsp_forwarder_submit(dsp_forwarder *f, dsp_rpc_conn *c, const dsp_pb_request *req);
+
+/* The leader znode changed, or our role did: reconnect, re-send or hand
+   held requests to the local service. */
+void dsp_forwarder_poke(dsp_forwarder *f);
+
+/* Answer everything pending NO_COORDINATOR, close; frees itself later. */
+void dsp_forwarder_close(dsp_forwarder *f);
+
+/* Counters for status and tests. */
+typedef struct {
+  uint64_t forwarded, answered, resent, expired, stale_epoch, busy;
+  int64_t highest_epoch;
+} dsp_forwarder_stats;
+void dsp_forwarder_stats_get(const dsp_forwarder *f, dsp_forwarder_stats *out);
+
+#endif
