@@ -18,9 +18,10 @@ PACKAGES=(
   libzookeeper-st-dev
   zookeeper zookeeperd- default-jre-headless
   netcat-openbsd procps
+  clang libclang-rt-dev
 )
-# Optional: clang for the libFuzzer target. test.sh asks for it with --with-fuzz.
-if [[ "${DISPATCHER_SETUP_FUZZ:-0}" == 1 ]]; then PACKAGES+=(clang); fi
+# clang and its runtime (libFuzzer, sanitizers) build the fuzz targets that
+# scripts/test.sh runs.
 
 missing=()
 for p in "${PACKAGES[@]}"; do

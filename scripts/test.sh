@@ -6,6 +6,11 @@
 #                                   UndefinedBehaviorSanitizer (build-asan/)
 #   scripts/test.sh -L unit         only one label (unit or integration)
 #   scripts/test.sh -R REGEX        only tests whose name matches
+#   scripts/test.sh --no-fuzz       skip the fuzz run
+#
+# A full run (no -L/-R, no --asan) ends by building the libFuzzer targets
+# with clang, ASan and UBSan (build-fuzz/) and running each for
+# DSP_FUZZ_SECONDS (default 20) seconds: label `fuzz`.
 #
 # Integration tests start their own private ZooKeeper servers (Debian's
 # package) on free loopback ports; a missing ZooKeeper fails them. Exits
@@ -16,9 +21,11 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build="$root/build"
 cmake_args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
 ctest_args=()
+fuzz=1
 while (($#)); do
   case $1 in
-    --asan) build="$root/build-asan"; cmake_args+=(-DDSP_SANITIZE=ON) ;;
+    --asan) build="$root/build-asan"; cmake_args+=(-DDSP_SANITIZE=ON); fuzz=0 ;;
+    --no-fuzz) fuzz=0 ;;
     -L|-R) [[ $# -ge 2 ]] || { echo "test.sh: $1 needs a value" >&2; exit 2; }
            ctest_args+=("$1" "$2"); shift ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
@@ -44,5 +51,12 @@ if [[ ${#ctest_args[@]} -gt 0 ]]; then
 else
   ctest --output-on-failure -L unit -j"$(nproc)" || status=$?
   ctest --output-on-failure -L integration || status=$?
+  if [[ $fuzz == 1 ]]; then
+    fb="$root/build-fuzz"
+    CC=clang cmake -S "$root" -B "$fb" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDSP_FUZZ=ON \
+      -DDSP_SANITIZE=ON -DDSP_FUZZ_SECONDS="${DSP_FUZZ_SECONDS:-20}" >/dev/null
+    cmake --build "$fb" --target fuzz_frame fuzz_json -j"$(nproc)"
+    (cd "$fb" && ctest --output-on-failure -L fuzz) || status=$?
+  fi
 fi
 exit "$status"
