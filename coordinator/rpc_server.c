@@ -283,8 +283,12 @@ static void process_frames(dsp_rpc_conn *c) {
     c->refs++; /* the handler may close or release the connection */
     c->srv->cb(c->srv->ctx, c, req);
     dispatcher__v1__request__free_unpacked(req, NULL);
-    dsp_rpc_conn_unref(c);
-    if (c->refs == 0) return; /* cannot happen while handles are open */
+    {
+      /* Ours the last reference of a closed connection: it goes now. */
+      int last = c->refs == 1 && c->handles_open == 0;
+      dsp_rpc_conn_unref(c);
+      if (last) return;
+    }
   }
   if (c->closing) return;
   if (dsp_framer_buffered(&c->in) > 0 && !c->close_after_flush)

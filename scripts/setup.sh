@@ -4,6 +4,8 @@
 # `apt-get update`) when everything is already there.
 #
 #   scripts/setup.sh            install what is missing
+#   scripts/setup.sh --bench    also what scripts/bench.sh compares against
+#                               (redis-server, redis-tools)
 #   scripts/setup.sh --check    list what is missing, exit 1 if anything is
 set -euo pipefail
 
@@ -23,6 +25,9 @@ PACKAGES=(
 # clang and its runtime (libFuzzer, sanitizers) build the fuzz targets that
 # scripts/test.sh runs.
 
+mode=${1:-}
+if [[ $mode == --bench ]]; then PACKAGES+=(redis-server redis-tools); fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   [[ "$p" == *- ]] && continue            # "pkg-" means: must not be installed
@@ -31,7 +36,7 @@ for p in "${PACKAGES[@]}"; do
   fi
 done
 
-if [[ "${1:-}" == "--check" ]]; then
+if [[ $mode == --check ]]; then
   if ((${#missing[@]})); then printf 'missing: %s\n' "${missing[*]}"; exit 1; fi
   echo "all dependencies installed"; exit 0
 fi

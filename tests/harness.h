@@ -20,7 +20,7 @@
 
 typedef struct {
   int n;
-  char dir[256];                      /* its own dir under th_tmpdir() */
+  char dir[320];                      /* its own dir under th_tmpdir() */
   char connect[256];                  /* "127.0.0.1:p1,..." */
   int client_port[ZKH_MAX_SERVERS];
   int peer_port[ZKH_MAX_SERVERS], elect_port[ZKH_MAX_SERVERS];

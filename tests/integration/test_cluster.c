@@ -42,9 +42,11 @@ static void start_member(int i, int timeout_ms) {
   char *argv[] = {NULL, "--zk", cl.zk->connect, "--cluster", CLUSTER, "--id", m->id,
                   "--listen", m->addr, "--session-timeout", m->timeout,
                   "--log-level", "debug", NULL};
-  snprintf(m->id, sizeof(m->id), "d%d", i + 1);
+  char id[16];
+  snprintf(id, sizeof(id), "d%d", i + 1);
+  snprintf(m->id, sizeof(m->id), "%s", id);
   snprintf(m->addr, sizeof(m->addr), "127.0.0.1:%d", th_free_port());
-  snprintf(m->log, sizeof(m->log), "%s/%s.log", cl.zk->dir, m->id);
+  snprintf(m->log, sizeof(m->log), "%s/%s.log", cl.zk->dir, id);
   snprintf(m->timeout, sizeof(m->timeout), "%d", timeout_ms);
   argv[0] = (char *)th_bin("dispatcherd");
   m->pid = th_spawn(m->log, argv);

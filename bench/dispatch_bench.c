@@ -1,0 +1,276 @@
+/*
+ * dispatch-bench: load a member with Route requests over C connections,
+ * each keeping P requests in flight, for a duration; print requests per
+ * second and latency percentiles. Like redis-benchmark (which scripts/
+ * bench.sh runs beside it): one thread, one event loop.
+ *
+ *   dispatch-bench -s HOST:PORT [-c 50] [-P 16] [-d 10] [--strategy S]
+ *
+ * To keep the client's own cost low, requests are assembled by hand around
+ * a pre-encoded RouteRequest (field 1: id varint; field 2: the route
+ * body), and replies are read only as far as their id and body tag.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "frame.h"
+#include "rpc.h"
+#include "util.h"
+
+#define MAX_US 1000000 /* latency histogram: 1 us buckets up to 1 s */
+#define RING 1024
+
+typedef struct conn {
+  uv_tcp_t tcp;
+  uv_connect_t creq;
+  dsp_framer in;
+  uint64_t sent_at[RING];
+  uint64_t next_id;
+  int inflight;
+  int id;
+} conn;
+
+static struct {
+  uv_loop_t *loop;
+  conn *conns;
+  int nconns, depth;
+  uint8_t body[64];
+  size_t body_len;
+  uint64_t *hist;
+  uint64_t done, counted, errors, overflow, started_ns, stop_ns;
+  int stopping, connected, failed;
+} B;
+
+static size_t put_varint(uint8_t *p, uint64_t v) {
+  size_t n = 0;
+  while (v >= 0x80) {
+    p[n++] = (uint8_t)(v | 0x80);
+    v >>= 7;
+  }
+  p[n++] = (uint8_t)v;
+  return n;
+}
+
+static int get_varint(const uint8_t *p, size_t len, size_t *off, uint64_t *v) {
+  uint64_t r = 0;
+  for (int shift = 0; shift < 64 && *off < len; shift += 7) {
+    uint8_t b = p[(*off)++];
+    r |= (uint64_t)(b & 0x7f) << shift;
+    if (!(b & 0x80)) {
+      *v = r;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+static void on_written(uv_write_t *w, int status) {
+  if (status < 0 && !B.stopping) {
+    fprintf(stderr, "dispatch-bench: write: %s\n", uv_strerror(status));
+    B.failed = 1;
+  }
+  free(w);
+}
+
+/* Send n requests on c in one write. */
+static void send_batch(conn *c, int n) {
+  uv_write_t *w;
+  uint8_t *buf;
+  size_t off = 0, per = DSP_FRAME_HEADER + 1 + 10 + 1 + 1 + B.body_len;
+  if (n <= 0) return;
+  w = malloc(sizeof(*w) + per * (size_t)n);
+  buf = (uint8_t *)(w + 1);
+  for (int i = 0; i < n; i++) {
+    uint8_t *f = buf + off;
+    size_t m = DSP_FRAME_HEADER;
+    uint64_t id = ++c->next_id;
+    f[m++] = 0x08; /* field 1, varint: id */
+    m += put_varint(f + m, id);
+    f[m++] = 0x12; /* field 2, length-delimited: route */
+    f[m++] = (uint8_t)B.body_len;
+    memcpy(f + m, B.body, B.body_len);
+    m += B.body_len;
+    dsp_frame_put_header(f, (uint32_t)(m - DSP_FRAME_HEADER));
+    c->sent_at[id % RING] = uv_hrtime();
+    off += m;
+  }
+  c->inflight += n;
+  uv_buf_t b = uv_buf_init((char *)buf, (unsigned)off);
+  if (uv_write(w, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
+    free(w);
+    B.failed = 1;
+  }
+}
+
+static void on_alloc(uv_handle_t *h, size_t sz, uv_buf_t *buf) {
+  conn *c = h->data;
+  uint8_t *p;
+  size_t len;
+  (void)sz;
+  if (dsp_framer_reserve(&c->in, 65536, &p, &len) != 0) {
+    *buf = uv_buf_init(NULL, 0);
+    return;
+  }
+  *buf = uv_buf_init((char *)p, (unsigned)len);
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+  conn *c = s->data;
+  const uint8_t *p;
+  size_t len;
+  int got = 0;
+  uint64_t now = uv_hrtime();
+  (void)buf;
+  if (n < 0) {
+    if (!B.stopping) {
+      fprintf(stderr, "dispatch-bench: connection %d: %s\n", c->id, uv_strerror((int)n));
+      B.failed = 1;
+    }
+    uv_close((uv_handle_t *)&c->tcp, NULL);
+    return;
+  }
+  dsp_framer_commit(&c->in, (size_t)n);
+  while (dsp_framer_next(&c->in, &p, &len) == DSP_FRAME_OK) {
+    size_t off = 0;
+    uint64_t id = 0, v, lat;
+    int error = 1;
+    /* id (1), epoch (2), then the body: error is field 3, route field 4 */
+    while (off < len) {
+      uint64_t tag;
+      if (get_varint(p, len, &off, &tag) != 0) break;
+      if ((tag & 7) == 0) {
+        if (get_varint(p, len, &off, &v) != 0) break;
+        if (tag >> 3 == 1) id = v;
+      } else if ((tag & 7) == 2) {
+        if (get_varint(p, len, &off, &v) != 0) break;
+        error = (tag >> 3) != 4;
+        break;
+      } else {
+        break;
+      }
+    }
+    lat = (now - c->sent_at[id % RING]) / 1000;
+    if (lat < MAX_US) B.hist[lat]++;
+    else B.overflow++;
+    if (error) B.errors++;
+    B.done++;
+    if (!B.stopping) B.counted++; /* throughput counts replies within the window */
+    c->inflight--;
+    got++;
+  }
+  if (!B.stopping) send_batch(c, got);
+  else if (c->inflight == 0) uv_close((uv_handle_t *)&c->tcp, NULL);
+}
+
+static void on_connect(uv_connect_t *r, int status) {
+  conn *c = r->data;
+  if (status < 0) {
+    fprintf(stderr, "dispatch-bench: connect: %s\n", uv_strerror(status));
+    B.failed = 1;
+    uv_close((uv_handle_t *)&c->tcp, NULL);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  if (++B.connected == B.nconns) B.started_ns = uv_hrtime();
+  send_batch(c, B.depth);
+}
+
+static void on_stop(uv_timer_t *t) {
+  B.stopping = 1;
+  B.stop_ns = uv_hrtime();
+  for (int i = 0; i < B.nconns; i++)
+    if (B.conns[i].inflight == 0 && !uv_is_closing((uv_handle_t *)&B.conns[i].tcp))
+      uv_close((uv_handle_t *)&B.conns[i].tcp, NULL);
+  uv_close((uv_handle_t *)t, NULL);
+}
+
+static double pct(double q, uint64_t total) {
+  uint64_t want = (uint64_t)(q * (double)total), acc = 0;
+  for (int i = 0; i < MAX_US; i++) {
+    acc += B.hist[i];
+    if (acc > want) return i / 1000.0;
+  }
+  return MAX_US / 1000.0;
+}
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "Usage: dispatch-bench -s HOST:PORT [-c CONNS] [-P DEPTH] [-d SECONDS] [--strategy S]\n"
+          "Route requests over CONNS connections (default 50), DEPTH in flight on each\n"
+          "(default 1), for SECONDS (default 10). Prints one line:\n"
+          "  rps=… p50_ms=… p99_ms=… p999_ms=… requests=… errors=…\n");
+}
+
+int main(int argc, char **argv) {
+  static const struct option opts[] = {{"strategy", required_argument, NULL, 'S'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+  const char *server = NULL, *strategy = "";
+  long long v;
+  int c, port, seconds = 10;
+  char host[DSP_ADDR_MAX];
+  struct sockaddr_in sa;
+  uv_timer_t stop;
+  Dispatcher__V1__RouteRequest rr = DISPATCHER__V1__ROUTE_REQUEST__INIT;
+  double secs;
+
+  B.nconns = 50;
+  B.depth = 1;
+  while ((c = getopt_long(argc, argv, "s:c:P:d:h", opts, NULL)) != -1) {
+    switch (c) {
+      case 's': server = optarg; break;
+      case 'c':
+        if (dsp_parse_int(optarg, 1, 10000, &v) != 0) goto bad;
+        B.nconns = (int)v;
+        break;
+      case 'P':
+        if (dsp_parse_int(optarg, 1, RING / 2, &v) != 0) goto bad;
+        B.depth = (int)v;
+        break;
+      case 'd':
+        if (dsp_parse_int(optarg, 1, 3600, &v) != 0) goto bad;
+        seconds = (int)v;
+        break;
+      case 'S': strategy = optarg; break;
+      case 'h': usage(stdout); return 0;
+      default: goto bad;
+    }
+  }
+  if (server == NULL || dsp_parse_hostport(server, host, sizeof(host), &port) != 0 ||
+      uv_ip4_addr(host, port, &sa) != 0)
+    goto bad;
+  rr.strategy = (char *)strategy;
+  B.body_len = dispatcher__v1__route_request__get_packed_size(&rr);
+  if (B.body_len > sizeof(B.body)) goto bad;
+  dispatcher__v1__route_request__pack(&rr, B.body);
+  B.hist = calloc(MAX_US, sizeof(*B.hist));
+  B.conns = calloc((size_t)B.nconns, sizeof(*B.conns));
+  B.loop = uv_default_loop();
+  for (int i = 0; i < B.nconns; i++) {
+    conn *k = &B.conns[i];
+    k->id = i;
+    dsp_framer_init(&k->in, 1 << 20);
+    uv_tcp_init(B.loop, &k->tcp);
+    k->tcp.data = k->creq.data = k;
+    uv_tcp_connect(&k->creq, &k->tcp, (const struct sockaddr *)&sa, on_connect);
+  }
+  uv_timer_init(B.loop, &stop);
+  uv_timer_start(&stop, on_stop, (uint64_t)seconds * 1000u, 0);
+  uv_run(B.loop, UV_RUN_DEFAULT);
+  secs = (double)(B.stop_ns - B.started_ns) / 1e9;
+  if (B.failed || B.done == 0 || secs <= 0) {
+    fprintf(stderr, "dispatch-bench: run failed (%llu replies)\n", (unsigned long long)B.done);
+    return 1;
+  }
+  printf("rps=%.0f p50_ms=%.3f p99_ms=%.3f p999_ms=%.3f requests=%llu errors=%llu\n",
+         (double)B.counted / secs, pct(0.50, B.done), pct(0.99, B.done), pct(0.999, B.done),
+         (unsigned long long)B.done, (unsigned long long)B.errors);
+  return B.errors ? 1 : 0;
+bad:
+  usage(stderr);
+  return 2;
+}
