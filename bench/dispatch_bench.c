@@ -137,7 +137,8 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     size_t off = 0;
     uint64_t id = 0, v, lat;
     int error = 1;
-    /* id (1), epoch (2), then the body: error is field 3, route field 4 */
+    /* Every top-level field: the id is the last field 1 (a follower
+       appends the client's id), the body is field 3 (error) or 4 (route). */
     while (off < len) {
       uint64_t tag;
       if (get_varint(p, len, &off, &tag) != 0) break;
@@ -145,9 +146,9 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
         if (get_varint(p, len, &off, &v) != 0) break;
         if (tag >> 3 == 1) id = v;
       } else if ((tag & 7) == 2) {
-        if (get_varint(p, len, &off, &v) != 0) break;
+        if (get_varint(p, len, &off, &v) != 0 || v > len - off) break;
         error = (tag >> 3) != 4;
-        break;
+        off += v;
       } else {
         break;
       }

@@ -186,37 +186,108 @@ static void up_close(dsp_forwarder *f) {
   f->reconnect_at = uv_now(f->loop) + RECONNECT_MS;
 }
 
+static int varint(const uint8_t *p, size_t n, size_t *off, uint64_t *v) {
+  uint64_t r = 0;
+  for (int shift = 0; shift < 64 && *off < n; shift += 7) {
+    uint8_t b = p[(*off)++];
+    r |= (uint64_t)(b & 0x7f) << shift;
+    if (!(b & 0x80)) {
+      *v = r;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+static size_t put_varint(uint8_t *p, uint64_t v) {
+  size_t n = 0;
+  while (v >= 0x80) {
+    p[n++] = (uint8_t)(v | 0x80);
+    v >>= 7;
+  }
+  p[n++] = (uint8_t)v;
+  return n;
+}
+
+/*
+ * What the forwarder needs of a Response, read without decoding it all:
+ * its id (field 1), epoch (2) and, for an error (3), the code (its field 1).
+ * Returns 0, or -1 if the bytes are not a well-formed message.
+ */
+static int peek_reply(const uint8_t *p, size_t n, uint64_t *id, int64_t *epoch, int *code) {
+  size_t off = 0;
+  *id = 0;
+  *epoch = 0;
+  *code = 0;
+  while (off < n) {
+    uint64_t tag, v;
+    if (varint(p, n, &off, &tag) != 0) return -1;
+    switch (tag & 7) {
+      case 0:
+        if (varint(p, n, &off, &v) != 0) return -1;
+        if (tag >> 3 == 1) *id = v;
+        if (tag >> 3 == 2) *epoch = (int64_t)v;
+        break;
+      case 1: off += 8; break;
+      case 5: off += 4; break;
+      case 2:
+        if (varint(p, n, &off, &v) != 0 || v > n - off) return -1;
+        if (tag >> 3 == 3) { /* Error { code = 1; message = 2; } */
+          size_t e = off;
+          uint64_t etag, ev;
+          while (e < off + v) {
+            if (varint(p, off + v, &e, &etag) != 0) return -1;
+            if ((etag & 7) == 0) {
+              if (varint(p, off + v, &e, &ev) != 0) return -1;
+              if (etag >> 3 == 1) *code = (int)ev;
+            } else if ((etag & 7) == 2) {
+              if (varint(p, off + v, &e, &ev) != 0 || ev > off + v - e) return -1;
+              e += ev;
+            } else {
+              return -1;
+            }
+          }
+        }
+        off += v;
+        break;
+      default: return -1;
+    }
+    if (off > n) return -1;
+  }
+  return 0;
+}
+
 static void on_reply(dsp_forwarder *f, const uint8_t *p, size_t n) {
-  dsp_pb_response *r = dispatcher__v1__response__unpack(NULL, n, p);
+  uint64_t id;
+  int64_t epoch;
+  int code;
+  uint8_t suffix[11];
   slot *s;
-  if (r == NULL) {
+  if (peek_reply(p, n, &id, &epoch, &code) != 0) {
     DSP_WARN("forwarding: undecodable reply from %s; reconnecting", f->up ? f->up->addr : "?");
     up_close(f);
     return;
   }
-  s = find(f, r->id);
-  if (s == NULL) goto out; /* answered or expired already */
-  if (r->epoch != 0 && r->epoch < f->st.highest_epoch) {
+  s = find(f, id);
+  if (s == NULL) return; /* answered or expired already */
+  if (epoch != 0 && epoch < f->st.highest_epoch) {
     /* A deposed coordinator: never pass it on. */
     f->st.stale_epoch++;
     s->sent = 0;
     up_close(f);
-    goto out;
+    return;
   }
-  if (r->body_case == DSP_PB(RESPONSE__BODY_ERROR) &&
-      r->error->code == DSP_PB(ERROR_CODE__NOT_COORDINATOR)) {
+  if (code == DSP_PB(ERROR_CODE__NOT_COORDINATOR)) {
     /* It stepped down: wait for the leader znode to name the next one. */
     s->sent = 0;
     up_close(f);
-    goto out;
+    return;
   }
-  if (r->epoch > f->st.highest_epoch) f->st.highest_epoch = r->epoch;
-  r->id = s->client_id;
-  dsp_rpc_reply(s->conn, r);
+  if (epoch > f->st.highest_epoch) f->st.highest_epoch = epoch;
+  suffix[0] = 0x08; /* field 1 (id), varint: the client's id wins */
+  dsp_rpc_reply_raw(s->conn, p, n, suffix, 1 + put_varint(suffix + 1, s->client_id));
   f->st.answered++;
   release(f, s);
-out:
-  dispatcher__v1__response__free_unpacked(r, NULL);
 }
 
 static void on_up_alloc(uv_handle_t *h, size_t sz, uv_buf_t *buf) {
@@ -315,12 +386,16 @@ static void pump(dsp_forwarder *f) {
           dispatcher__v1__request__unpack(NULL, s->len - DSP_FRAME_HEADER, s->frame + DSP_FRAME_HEADER);
       if (req != NULL) {
         dsp_rpc_conn *c = s->conn;
+        uint8_t *frame = s->frame;
+        size_t flen = s->len;
         req->id = s->client_id;
+        s->frame = NULL; /* ours now */
         dsp_rpc_conn_ref(c);
         release(f, s);
-        f->local(f->local_ctx, c, req);
+        f->local(f->local_ctx, c, req, frame + DSP_FRAME_HEADER, flen - DSP_FRAME_HEADER);
         dsp_rpc_conn_unref(c);
         dispatcher__v1__request__free_unpacked(req, NULL);
+        free(frame);
       } else {
         answer_error(f, s, DSP_PB(ERROR_CODE__INTERNAL), "cannot re-read a held request");
       }
@@ -389,35 +464,36 @@ dsp_forwarder *dsp_forwarder_new(uv_loop_t *loop, dsp_member *m, uint64_t hold_m
   return f;
 }
 
-void dsp_forwarder_submit(dsp_forwarder *f, dsp_rpc_conn *c, const dsp_pb_request *req) {
+void dsp_forwarder_submit(dsp_forwarder *f, dsp_rpc_conn *c, uint64_t client_id,
+                          const uint8_t *raw, size_t rawlen) {
   slot *s;
-  dsp_pb_request copy;
   size_t n;
   if (f->closing) {
-    dsp_rpc_reply_error(c, req->id, 0, DSP_PB(ERROR_CODE__NO_COORDINATOR), "shutting down");
+    dsp_rpc_reply_error(c, client_id, 0, DSP_PB(ERROR_CODE__NO_COORDINATOR), "shutting down");
     return;
   }
   s = &f->slots[f->next & (f->cap - 1)];
   if (s->uid != 0) {
     f->st.busy++;
-    dsp_rpc_reply_error(c, req->id, 0, DSP_PB(ERROR_CODE__BUSY),
+    dsp_rpc_reply_error(c, client_id, 0, DSP_PB(ERROR_CODE__BUSY),
                         "too many requests waiting for the coordinator");
     return;
   }
-  copy = *req;
-  copy.id = f->next;
-  n = dispatcher__v1__request__get_packed_size(&copy);
-  s->frame = malloc(n + DSP_FRAME_HEADER);
+  s->frame = malloc(DSP_FRAME_HEADER + rawlen + 11);
   if (s->frame == NULL) {
-    dsp_rpc_reply_error(c, req->id, 0, DSP_PB(ERROR_CODE__BUSY), "out of memory");
+    dsp_rpc_reply_error(c, client_id, 0, DSP_PB(ERROR_CODE__BUSY), "out of memory");
     return;
   }
+  /* The client's bytes, then field 1 (id) = ours: the last value wins. */
+  memcpy(s->frame + DSP_FRAME_HEADER, raw, rawlen);
+  n = rawlen;
+  s->frame[DSP_FRAME_HEADER + n++] = 0x08;
+  n += put_varint(s->frame + DSP_FRAME_HEADER + n, f->next);
   dsp_frame_put_header(s->frame, (uint32_t)n);
-  dispatcher__v1__request__pack(&copy, s->frame + DSP_FRAME_HEADER);
   s->len = n + DSP_FRAME_HEADER;
   s->uid = f->next++;
   s->conn = c;
-  s->client_id = req->id;
+  s->client_id = client_id;
   s->deadline = uv_now(f->loop) + f->hold_ms;
   s->sent = 0;
   dsp_rpc_conn_ref(c);

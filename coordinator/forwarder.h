@@ -16,8 +16,9 @@
  *  - the highest epoch seen is remembered, and a reply stamped with a lower
  *    one is never passed on (it came from a deposed coordinator): the
  *    request is sent again instead.
- * Requests go out with their client's client_token and a fresh id, so a
- * coordinator can tell a repeat (docs/protocol.md).
+ * Requests go out byte for byte, client_token included, with an id field of
+ * ours appended (protobuf keeps the last value of a scalar field), so a
+ * follower neither decodes nor encodes what it passes along.
  */
 #ifndef DSP_FORWARDER_H
 #define DSP_FORWARDER_H
@@ -34,7 +35,8 @@ typedef struct dsp_forwarder dsp_forwarder;
    ready to decide (ready returns 1): answer them itself (the service's
    request handler). While this member coordinates but is not ready (its
    table still loading), requests are held. */
-typedef void (*dsp_forwarder_local_cb)(void *ctx, dsp_rpc_conn *c, const dsp_pb_request *req);
+typedef void (*dsp_forwarder_local_cb)(void *ctx, dsp_rpc_conn *c, const dsp_pb_request *req,
+                                       const uint8_t *raw, size_t rawlen);
 typedef int (*dsp_forwarder_ready_cb)(void *ctx);
 
 /* hold_ms: how long a request may wait for a coordinator. max_pending: how
@@ -43,8 +45,12 @@ dsp_forwarder *dsp_forwarder_new(uv_loop_t *loop, dsp_member *m, uint64_t hold_m
                                  unsigned max_pending, dsp_forwarder_local_cb local,
                                  dsp_forwarder_ready_cb ready, void *local_ctx);
 
-/* Forward req (answered on c later; c is referenced meanwhile). */
-void dsp_forwarder_submit(dsp_forwarder *f, dsp_rpc_conn *c, const dsp_pb_request *req);
+/* Forward the request encoded in raw[rawlen], whose id is client_id
+   (answered on c later; c is referenced meanwhile). The bytes are sent as
+   they are, relabelled with an id of ours, and the reply is relabelled with
+   client_id the same way: no decoding or encoding on the way. */
+void dsp_forwarder_submit(dsp_forwarder *f, dsp_rpc_conn *c, uint64_t client_id,
+                          const uint8_t *raw, size_t rawlen);
 
 /* The leader znode changed, or our role did: reconnect, re-send or hand
    held requests to the local service. */

@@ -222,6 +222,26 @@ void dsp_rpc_reply(dsp_rpc_conn *c, const dsp_pb_response *resp) {
   }
 }
 
+void dsp_rpc_reply_raw(dsp_rpc_conn *c, const uint8_t *msg, size_t len, const uint8_t *suffix,
+                       size_t slen) {
+  size_t n = len + slen;
+  if (c->closing) return;
+  if (n > UINT32_MAX || obuf_reserve(&c->pending, n + DSP_FRAME_HEADER) != 0) {
+    conn_close(c);
+    return;
+  }
+  dsp_frame_put_header(c->pending.p + c->pending.len, (uint32_t)n);
+  memcpy(c->pending.p + c->pending.len + DSP_FRAME_HEADER, msg, len);
+  if (slen) memcpy(c->pending.p + c->pending.len + DSP_FRAME_HEADER + len, suffix, slen);
+  c->pending.len += n + DSP_FRAME_HEADER;
+  mark_dirty(c);
+  if (!c->paused && unsent(c) > c->srv->lim.max_output) {
+    c->paused = 1;
+    c->srv->st.paused++;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+  }
+}
+
 void dsp_rpc_reply_error(dsp_rpc_conn *c, uint64_t id, int64_t epoch, int code,
                          const char *message) {
   dsp_pb_response r = DISPATCHER__V1__RESPONSE__INIT;
@@ -281,7 +301,7 @@ static void process_frames(dsp_rpc_conn *c) {
     }
     c->srv->st.requests++;
     c->refs++; /* the handler may close or release the connection */
-    c->srv->cb(c->srv->ctx, c, req);
+    c->srv->cb(c->srv->ctx, c, req, payload, len);
     dispatcher__v1__request__free_unpacked(req, NULL);
     {
       /* Ours the last reference of a closed connection: it goes now. */

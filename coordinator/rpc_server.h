@@ -32,8 +32,10 @@ typedef struct {
   uint64_t idle_timeout_ms;  /* half a frame left this long: drop; 10000 */
 } dsp_rpc_limits;
 
-/* `req` is valid only during the call; copy what you keep. */
-typedef void (*dsp_rpc_request_cb)(void *ctx, dsp_rpc_conn *c, const dsp_pb_request *req);
+/* `req`, and the bytes it was decoded from (`raw`, `rawlen`), are valid
+   only during the call; copy what you keep. */
+typedef void (*dsp_rpc_request_cb)(void *ctx, dsp_rpc_conn *c, const dsp_pb_request *req,
+                                   const uint8_t *raw, size_t rawlen);
 
 /* limits may be NULL for the defaults. Returns NULL when out of memory. */
 dsp_rpc_server *dsp_rpc_server_new(uv_loop_t *loop, const dsp_rpc_limits *limits,
@@ -48,6 +50,14 @@ void dsp_rpc_server_close(dsp_rpc_server *s);
 
 /* Encode and queue `resp` on c. Dropped silently if c is closing. */
 void dsp_rpc_reply(dsp_rpc_conn *c, const dsp_pb_response *resp);
+
+/*
+ * Queue an already-encoded Response: `msg` followed by `suffix` (which may
+ * re-set fields: protobuf keeps the last value of a repeated scalar field,
+ * so a suffix of field 1 relabels the reply's id without decoding it).
+ */
+void dsp_rpc_reply_raw(dsp_rpc_conn *c, const uint8_t *msg, size_t len, const uint8_t *suffix,
+                       size_t slen);
 
 /* Answer request `id` with an error. */
 void dsp_rpc_reply_error(dsp_rpc_conn *c, uint64_t id, int64_t epoch, int code,

@@ -277,7 +277,8 @@ static void status(dsp_service *s, dsp_rpc_conn *c, const dsp_pb_request *req) {
   free(wip);
 }
 
-void dsp_service_on_request(void *svc, dsp_rpc_conn *c, const dsp_pb_request *req) {
+void dsp_service_on_request(void *svc, dsp_rpc_conn *c, const dsp_pb_request *req,
+                            const uint8_t *raw, size_t rawlen) {
   dsp_service *s = svc;
   int64_t epoch = 0;
   switch (req->body_case) {
@@ -288,7 +289,7 @@ void dsp_service_on_request(void *svc, dsp_rpc_conn *c, const dsp_pb_request *re
     case DSP_PB(REQUEST__BODY_REPORT):
     case DSP_PB(REQUEST__BODY_WORKER_LIST):
       if (!coordinating(s, &epoch)) {
-        if (s->forwarder) dsp_forwarder_submit(s->forwarder, c, req);
+        if (s->forwarder) dsp_forwarder_submit(s->forwarder, c, req->id, raw, rawlen);
         else not_coordinator(s, c, req->id);
       } else if (req->body_case == DSP_PB(REQUEST__BODY_ROUTE)) {
         route(s, c, req, epoch);

@@ -650,6 +650,41 @@ static void global_sequence_body(void) {
   CHECK_INT(counts[1], ==, 8);
   CHECK_INT(counts[2], ==, 16);
   CHECK_INT(counts[3], ==, 40);
+  /* Report through a follower: the coordinator's in-flight count for the
+     worker drops by one (it counted every pick above). */
+  {
+    dsp_pb_request req = DISPATCHER__V1__REQUEST__INIT;
+    Dispatcher__V1__ReportRequest rp = DISPATCHER__V1__REPORT_REQUEST__INIT;
+    Dispatcher__V1__WorkerListRequest wl = DISPATCHER__V1__WORKER_LIST_REQUEST__INIT;
+    dsp_pb_response *r;
+    uint64_t before = 0, after = 0;
+    req.body_case = DSP_PB(REQUEST__BODY_WORKER_LIST);
+    req.worker_list = &wl;
+    CHECK((r = call(a, &req)) != NULL && r->body_case == DSP_PB(RESPONSE__BODY_WORKER_LIST));
+    for (size_t i = 0; i < r->worker_list->n_workers; i++)
+      if (strcmp(r->worker_list->workers[i]->name, "w1") == 0)
+        before = r->worker_list->workers[i]->inflight;
+    dsp_client_free_response(r);
+    CHECK_INT(before, ==, 8 + 4); /* 8 weighted picks, 4 round-robin */
+    rp.worker = "w1";
+    rp.ok = 1;
+    rp.latency_us = 1500;
+    req.body_case = DSP_PB(REQUEST__BODY_REPORT);
+    req.report = &rp;
+    CHECK((r = call(b, &req)) != NULL && r->body_case == DSP_PB(RESPONSE__BODY_REPORT));
+    CHECK(r->epoch > 0);
+    dsp_client_free_response(r);
+    req.body_case = DSP_PB(REQUEST__BODY_WORKER_LIST);
+    req.worker_list = &wl;
+    CHECK((r = call(a, &req)) != NULL && r->body_case == DSP_PB(RESPONSE__BODY_WORKER_LIST));
+    for (size_t i = 0; i < r->worker_list->n_workers; i++)
+      if (strcmp(r->worker_list->workers[i]->name, "w1") == 0) {
+        after = r->worker_list->workers[i]->inflight;
+        CHECK(r->worker_list->workers[i]->latency_ms > 1.4);
+      }
+    dsp_client_free_response(r);
+    CHECK_INT(after, ==, before - 1);
+  }
   dsp_client_free(a);
   dsp_client_free(b);
 }
