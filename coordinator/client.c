@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "frame.h"
@@ -26,6 +28,7 @@ struct dsp_client {
   char servers[MAX_SERVERS][DSP_ADDR_MAX];
   int nservers, cur, fd, timeout_ms;
   uint64_t next_id;
+  uint64_t token; /* client_token: random per client */
   uint8_t *out;
   size_t out_len, out_cap;
   dsp_framer in;
@@ -99,6 +102,9 @@ dsp_client *dsp_client_new(const char *servers, int timeout_ms, char *err, size_
   c->fd = -1;
   c->timeout_ms = timeout_ms;
   c->next_id = 1;
+  if (getrandom(&c->token, sizeof(c->token), GRND_NONBLOCK) != (ssize_t)sizeof(c->token) ||
+      c->token == 0)
+    c->token = ((uint64_t)getpid() << 32) ^ (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)c;
   dsp_framer_init(&c->in, MAX_REPLY);
   if (servers == NULL || strlen(servers) >= sizeof(buf)) goto bad;
   snprintf(buf, sizeof(buf), "%s", servers);
@@ -217,9 +223,12 @@ void dsp_client_free_response(dsp_pb_response *resp) {
 
 int dsp_client_call(dsp_client *c, dsp_pb_request *req, dsp_pb_response **resp, char *err,
                     size_t errlen) {
+  /* One id and our token for every attempt: a coordinator that already
+     applied a Report recognises it when it comes again. */
+  req->id = dsp_client_next_id(c);
+  if (req->client_token == 0) req->client_token = c->token;
   for (int attempt = 0; attempt <= c->nservers; attempt++) {
     if (c->fd < 0 && reconnect(c, c->nservers, err, errlen) != 0) return -1;
-    req->id = dsp_client_next_id(c);
     if (dsp_client_send(c, req) != 0)
       return set_err(err, errlen, "cannot encode the request%s%s", "", "");
     if (dsp_client_flush(c, err, errlen) == 0) {

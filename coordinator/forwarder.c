@@ -479,14 +479,17 @@ void dsp_forwarder_submit(dsp_forwarder *f, dsp_rpc_conn *c, uint64_t client_id,
                         "too many requests waiting for the coordinator");
     return;
   }
-  s->frame = malloc(DSP_FRAME_HEADER + rawlen + 11);
+  s->frame = malloc(DSP_FRAME_HEADER + rawlen + 22);
   if (s->frame == NULL) {
     dsp_rpc_reply_error(c, client_id, 0, DSP_PB(ERROR_CODE__BUSY), "out of memory");
     return;
   }
-  /* The client's bytes, then field 1 (id) = ours: the last value wins. */
+  /* The client's bytes, then origin_id (field 14) = the client's id, and
+     id (field 1) = ours: the last value of a field wins. */
   memcpy(s->frame + DSP_FRAME_HEADER, raw, rawlen);
   n = rawlen;
+  s->frame[DSP_FRAME_HEADER + n++] = 0x70;
+  n += put_varint(s->frame + DSP_FRAME_HEADER + n, client_id);
   s->frame[DSP_FRAME_HEADER + n++] = 0x08;
   n += put_varint(s->frame + DSP_FRAME_HEADER + n, f->next);
   dsp_frame_put_header(s->frame, (uint32_t)n);

@@ -11,14 +11,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dedupe.h"
 #include "log.h"
 
 #define MAX_ROUTE_COUNT 1000
+#define REPORTS_REMEMBERED 65536 /* repeats recognised among the last N */
 
 struct dsp_service {
   dsp_member *member;
   dsp_registry *registry;
   dsp_forwarder *forwarder;
+  dsp_dedupe *reports;     /* (client_token, id) of Reports applied */
   dsp_balance *table;      /* while coordinator */
   int64_t epoch;           /* while coordinator */
   dsp_strategy default_strategy;
@@ -34,6 +37,11 @@ dsp_service *dsp_service_new(const dsp_service_config *cfg) {
   snprintf(s->addr, sizeof(s->addr), "%s", cfg->addr);
   s->default_strategy = cfg->default_strategy; /* DEFAULT: the table's (weighted) */
   s->max_count = cfg->max_route_count ? cfg->max_route_count : MAX_ROUTE_COUNT;
+  s->reports = dsp_dedupe_new(REPORTS_REMEMBERED);
+  if (s->reports == NULL) {
+    free(s);
+    return NULL;
+  }
   return s;
 }
 
@@ -46,6 +54,7 @@ void dsp_service_set_forwarder(dsp_service *s, dsp_forwarder *f) { s->forwarder 
 void dsp_service_free(dsp_service *s) {
   if (s == NULL) return;
   dsp_balance_free(s->table);
+  dsp_dedupe_free(s->reports);
   free(s);
 }
 
@@ -195,7 +204,10 @@ static void report(dsp_service *s, dsp_rpc_conn *c, const dsp_pb_request *req, i
     dsp_rpc_reply_error(c, req->id, epoch, DSP_PB(ERROR_CODE__UNKNOWN_WORKER), msg);
     return;
   }
-  dsp_balance_report(s->table, w, rq->ok, (double)rq->latency_us);
+  /* A repeat (same client token and id) is answered, not applied again. */
+  if (req->client_token == 0 ||
+      !dsp_dedupe_seen(s->reports, req->client_token, req->origin_id ? req->origin_id : req->id))
+    dsp_balance_report(s->table, w, rq->ok, (double)rq->latency_us);
   r.id = req->id;
   r.epoch = epoch;
   r.body_case = DSP_PB(RESPONSE__BODY_REPORT);

@@ -674,6 +674,7 @@ static void global_sequence_body(void) {
     CHECK((r = call(b, &req)) != NULL && r->body_case == DSP_PB(RESPONSE__BODY_REPORT));
     CHECK(r->epoch > 0);
     dsp_client_free_response(r);
+    uint64_t report_id = req.id; /* call() set it; the list below reuses req */
     req.body_case = DSP_PB(REQUEST__BODY_WORKER_LIST);
     req.worker_list = &wl;
     CHECK((r = call(a, &req)) != NULL && r->body_case == DSP_PB(RESPONSE__BODY_WORKER_LIST));
@@ -684,6 +685,42 @@ static void global_sequence_body(void) {
       }
     dsp_client_free_response(r);
     CHECK_INT(after, ==, before - 1);
+    /* The same Report again (same client token and id), through the other
+       follower, as a client would after losing the reply: not applied
+       twice. A new id is a new report. */
+    {
+      uint64_t again = 0;
+      dsp_pb_response *rr2;
+      char e2[256];
+      req.body_case = DSP_PB(REQUEST__BODY_REPORT);
+      req.report = &rp;
+      req.id = report_id;
+      CHECK(req.client_token != 0);
+      CHECK(dsp_client_send(a, &req) == 0);
+      CHECK(dsp_client_recv(a, &rr2, e2, sizeof(e2)) == 0);
+      CHECK(rr2->body_case == DSP_PB(RESPONSE__BODY_REPORT));
+      dsp_client_free_response(rr2);
+      req.body_case = DSP_PB(REQUEST__BODY_WORKER_LIST);
+      req.worker_list = &wl;
+      CHECK((r = call(a, &req)) != NULL);
+      for (size_t i = 0; i < r->worker_list->n_workers; i++)
+        if (strcmp(r->worker_list->workers[i]->name, "w1") == 0)
+          again = r->worker_list->workers[i]->inflight;
+      dsp_client_free_response(r);
+      CHECK_INT(again, ==, after);
+      req.body_case = DSP_PB(REQUEST__BODY_REPORT);
+      req.report = &rp;
+      CHECK((r = call(b, &req)) != NULL && r->body_case == DSP_PB(RESPONSE__BODY_REPORT));
+      dsp_client_free_response(r);
+      req.body_case = DSP_PB(REQUEST__BODY_WORKER_LIST);
+      req.worker_list = &wl;
+      CHECK((r = call(a, &req)) != NULL);
+      for (size_t i = 0; i < r->worker_list->n_workers; i++)
+        if (strcmp(r->worker_list->workers[i]->name, "w1") == 0)
+          again = r->worker_list->workers[i]->inflight;
+      dsp_client_free_response(r);
+      CHECK_INT(again, ==, after - 1);
+    }
   }
   dsp_client_free(a);
   dsp_client_free(b);
