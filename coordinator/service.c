@@ -301,8 +301,18 @@ void dsp_service_on_request(void *svc, dsp_rpc_conn *c, const dsp_pb_request *re
     case DSP_PB(REQUEST__BODY_REPORT):
     case DSP_PB(REQUEST__BODY_WORKER_LIST):
       if (!coordinating(s, &epoch)) {
-        if (s->forwarder) dsp_forwarder_submit(s->forwarder, c, req->id, raw, rawlen);
-        else not_coordinator(s, c, req->id);
+        if (req->origin_id != 0) {
+          /* Forwarded to us by a member that thinks we coordinate: never
+             forward it on (two stale views would bounce it between them).
+             NOT_COORDINATOR makes that member send it again once the
+             leader znode names the coordinator. */
+          dsp_rpc_reply_error(c, req->id, 0, DSP_PB(ERROR_CODE__NOT_COORDINATOR),
+                              "not the coordinator (forwarded request)");
+        } else if (s->forwarder) {
+          dsp_forwarder_submit(s->forwarder, c, req->id, raw, rawlen);
+        } else {
+          not_coordinator(s, c, req->id);
+        }
       } else if (req->body_case == DSP_PB(REQUEST__BODY_ROUTE)) {
         route(s, c, req, epoch);
       } else if (req->body_case == DSP_PB(REQUEST__BODY_REPORT)) {

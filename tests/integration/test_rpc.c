@@ -298,6 +298,14 @@ static void operations_body(void) {
     CHECK_INT(r->epoch, ==, lead_epoch);
     dsp_client_free_response(r);
   }
+  /* A request already forwarded once (origin_id set) is never forwarded
+     again by a member that does not coordinate: NOT_COORDINATOR, so the
+     member that sent it retries once the leader znode settles. */
+  req.origin_id = 99;
+  CHECK(dsp_client_call(fol, &req, &r, err, sizeof(err)) == 0);
+  CHECK_INT(r->error->code, ==, DSP_PB(ERROR_CODE__NOT_COORDINATOR));
+  dsp_client_free_response(r);
+  req.origin_id = 0;
   /* Report for an unknown worker. */
   rp.worker = "nobody";
   rp.ok = 1;
