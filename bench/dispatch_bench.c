@@ -44,29 +44,6 @@ static struct {
   int stopping, connected, failed;
 } B;
 
-static size_t put_varint(uint8_t *p, uint64_t v) {
-  size_t n = 0;
-  while (v >= 0x80) {
-    p[n++] = (uint8_t)(v | 0x80);
-    v >>= 7;
-  }
-  p[n++] = (uint8_t)v;
-  return n;
-}
-
-static int get_varint(const uint8_t *p, size_t len, size_t *off, uint64_t *v) {
-  uint64_t r = 0;
-  for (int shift = 0; shift < 64 && *off < len; shift += 7) {
-    uint8_t b = p[(*off)++];
-    r |= (uint64_t)(b & 0x7f) << shift;
-    if (!(b & 0x80)) {
-      *v = r;
-      return 0;
-    }
-  }
-  return -1;
-}
-
 static void on_written(uv_write_t *w, int status) {
   if (status < 0 && !B.stopping) {
     fprintf(stderr, "dispatch-bench: write: %s\n", uv_strerror(status));
@@ -88,7 +65,7 @@ static void send_batch(conn *c, int n) {
     size_t m = DSP_FRAME_HEADER;
     uint64_t id = ++c->next_id;
     f[m++] = 0x08; /* field 1, varint: id */
-    m += put_varint(f + m, id);
+    m += dsp_varint_put(f + m, id);
     f[m++] = 0x12; /* field 2, length-delimited: route */
     f[m++] = (uint8_t)B.body_len;
     memcpy(f + m, B.body, B.body_len);
@@ -141,12 +118,12 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
        appends the client's id), the body is field 3 (error) or 4 (route). */
     while (off < len) {
       uint64_t tag;
-      if (get_varint(p, len, &off, &tag) != 0) break;
+      if (dsp_varint_get(p, len, &off, &tag) != 0) break;
       if ((tag & 7) == 0) {
-        if (get_varint(p, len, &off, &v) != 0) break;
+        if (dsp_varint_get(p, len, &off, &v) != 0) break;
         if (tag >> 3 == 1) id = v;
       } else if ((tag & 7) == 2) {
-        if (get_varint(p, len, &off, &v) != 0 || v > len - off) break;
+        if (dsp_varint_get(p, len, &off, &v) != 0 || v > len - off) break;
         error = (tag >> 3) != 4;
         off += v;
       } else {

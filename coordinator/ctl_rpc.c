@@ -34,6 +34,21 @@ static int parse_common(int c, int *json) {
   return 0;
 }
 
+/* A worker table as a JSON array. */
+static void print_workers_json(Dispatcher__V1__WorkerInfo *const *ws, size_t n) {
+  printf("[");
+  for (size_t i = 0; i < n; i++) {
+    printf("%s{\"name\":", i ? "," : "");
+    dsp_json_print(stdout, ws[i]->name);
+    printf(",\"addr\":");
+    dsp_json_print(stdout, ws[i]->addr);
+    printf(",\"weight\":%u,\"eligible\":%s,\"inflight\":%" PRIu64 ",\"latency_ms\":%.3f}",
+           ws[i]->weight, ws[i]->eligible ? "true" : "false", ws[i]->inflight,
+           ws[i]->latency_ms);
+  }
+  printf("]");
+}
+
 /* An error response: print it, return 1. */
 static int rpc_error(const dsp_pb_response *r) {
   fprintf(stderr, "dispatchctl: %s: %s\n", dsp_rpc_code_name(r->error->code),
@@ -179,17 +194,7 @@ int dsp_ctl_status_main(int argc, char **argv, const dsp_ctl_opts *o) {
     if (coord == NULL) {
       printf("null");
     } else {
-      printf("[");
-      for (size_t i = 0; i < coord->n_workers; i++) {
-        const Dispatcher__V1__WorkerInfo *w = coord->workers[i];
-        printf("%s{\"name\":", i ? "," : "");
-        dsp_json_print(stdout, w->name);
-        printf(",\"addr\":");
-        dsp_json_print(stdout, w->addr);
-        printf(",\"weight\":%u,\"eligible\":%s,\"inflight\":%" PRIu64 ",\"latency_ms\":%.3f}",
-               w->weight, w->eligible ? "true" : "false", w->inflight, w->latency_ms);
-      }
-      printf("]");
+      print_workers_json(coord->workers, coord->n_workers);
     }
     printf("}\n");
   } else if (coord != NULL) {
@@ -409,17 +414,9 @@ static int worker_ls(dsp_client **cl, const dsp_ctl_opts *o, int json) {
     fprintf(stderr, "dispatchctl: unexpected reply to worker ls\n");
     rc = 1;
   } else if (json) {
-    printf("{\"epoch\":%" PRId64 ",\"workers\":[", r->epoch);
-    for (size_t i = 0; i < r->worker_list->n_workers; i++) {
-      const Dispatcher__V1__WorkerInfo *w = r->worker_list->workers[i];
-      printf("%s{\"name\":", i ? "," : "");
-      dsp_json_print(stdout, w->name);
-      printf(",\"addr\":");
-      dsp_json_print(stdout, w->addr);
-      printf(",\"weight\":%u,\"eligible\":%s,\"inflight\":%" PRIu64 ",\"latency_ms\":%.3f}",
-             w->weight, w->eligible ? "true" : "false", w->inflight, w->latency_ms);
-    }
-    printf("]}\n");
+    printf("{\"epoch\":%" PRId64 ",\"workers\":", r->epoch);
+    print_workers_json(r->worker_list->workers, r->worker_list->n_workers);
+    printf("}\n");
   } else {
     for (size_t i = 0; i < r->worker_list->n_workers; i++) {
       const Dispatcher__V1__WorkerInfo *w = r->worker_list->workers[i];

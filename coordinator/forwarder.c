@@ -186,29 +186,6 @@ static void up_close(dsp_forwarder *f) {
   f->reconnect_at = uv_now(f->loop) + RECONNECT_MS;
 }
 
-static int varint(const uint8_t *p, size_t n, size_t *off, uint64_t *v) {
-  uint64_t r = 0;
-  for (int shift = 0; shift < 64 && *off < n; shift += 7) {
-    uint8_t b = p[(*off)++];
-    r |= (uint64_t)(b & 0x7f) << shift;
-    if (!(b & 0x80)) {
-      *v = r;
-      return 0;
-    }
-  }
-  return -1;
-}
-
-static size_t put_varint(uint8_t *p, uint64_t v) {
-  size_t n = 0;
-  while (v >= 0x80) {
-    p[n++] = (uint8_t)(v | 0x80);
-    v >>= 7;
-  }
-  p[n++] = (uint8_t)v;
-  return n;
-}
-
 /*
  * What the forwarder needs of a Response, read without decoding it all:
  * its id (field 1), epoch (2) and, for an error (3), the code (its field 1).
@@ -221,27 +198,27 @@ static int peek_reply(const uint8_t *p, size_t n, uint64_t *id, int64_t *epoch, 
   *code = 0;
   while (off < n) {
     uint64_t tag, v;
-    if (varint(p, n, &off, &tag) != 0) return -1;
+    if (dsp_varint_get(p, n, &off, &tag) != 0) return -1;
     switch (tag & 7) {
       case 0:
-        if (varint(p, n, &off, &v) != 0) return -1;
+        if (dsp_varint_get(p, n, &off, &v) != 0) return -1;
         if (tag >> 3 == 1) *id = v;
         if (tag >> 3 == 2) *epoch = (int64_t)v;
         break;
       case 1: off += 8; break;
       case 5: off += 4; break;
       case 2:
-        if (varint(p, n, &off, &v) != 0 || v > n - off) return -1;
+        if (dsp_varint_get(p, n, &off, &v) != 0 || v > n - off) return -1;
         if (tag >> 3 == 3) { /* Error { code = 1; message = 2; } */
           size_t e = off;
           uint64_t etag, ev;
           while (e < off + v) {
-            if (varint(p, off + v, &e, &etag) != 0) return -1;
+            if (dsp_varint_get(p, off + v, &e, &etag) != 0) return -1;
             if ((etag & 7) == 0) {
-              if (varint(p, off + v, &e, &ev) != 0) return -1;
+              if (dsp_varint_get(p, off + v, &e, &ev) != 0) return -1;
               if (etag >> 3 == 1) *code = (int)ev;
             } else if ((etag & 7) == 2) {
-              if (varint(p, off + v, &e, &ev) != 0 || ev > off + v - e) return -1;
+              if (dsp_varint_get(p, off + v, &e, &ev) != 0 || ev > off + v - e) return -1;
               e += ev;
             } else {
               return -1;
@@ -285,7 +262,7 @@ static void on_reply(dsp_forwarder *f, const uint8_t *p, size_t n) {
   }
   if (epoch > f->st.highest_epoch) f->st.highest_epoch = epoch;
   suffix[0] = 0x08; /* field 1 (id), varint: the client's id wins */
-  dsp_rpc_reply_raw(s->conn, p, n, suffix, 1 + put_varint(suffix + 1, s->client_id));
+  dsp_rpc_reply_raw(s->conn, p, n, suffix, 1 + dsp_varint_put(suffix + 1, s->client_id));
   f->st.answered++;
   release(f, s);
 }
@@ -489,9 +466,9 @@ void dsp_forwarder_submit(dsp_forwarder *f, dsp_rpc_conn *c, uint64_t client_id,
   memcpy(s->frame + DSP_FRAME_HEADER, raw, rawlen);
   n = rawlen;
   s->frame[DSP_FRAME_HEADER + n++] = 0x70;
-  n += put_varint(s->frame + DSP_FRAME_HEADER + n, client_id);
+  n += dsp_varint_put(s->frame + DSP_FRAME_HEADER + n, client_id);
   s->frame[DSP_FRAME_HEADER + n++] = 0x08;
-  n += put_varint(s->frame + DSP_FRAME_HEADER + n, f->next);
+  n += dsp_varint_put(s->frame + DSP_FRAME_HEADER + n, f->next);
   dsp_frame_put_header(s->frame, (uint32_t)n);
   s->len = n + DSP_FRAME_HEADER;
   s->uid = f->next++;

@@ -93,3 +93,26 @@ int dsp_framer_next(dsp_framer *f, const uint8_t **payload, size_t *len) {
 size_t dsp_framer_buffered(const dsp_framer *f) {
   return f->end - f->start;
 }
+
+size_t dsp_varint_put(uint8_t *p, uint64_t v) {
+  size_t n = 0;
+  while (v >= 0x80) {
+    p[n++] = (uint8_t)(v | 0x80);
+    v >>= 7;
+  }
+  p[n++] = (uint8_t)v;
+  return n;
+}
+
+int dsp_varint_get(const uint8_t *p, size_t n, size_t *off, uint64_t *v) {
+  uint64_t r = 0;
+  for (int shift = 0; shift < 64 && *off < n; shift += 7) {
+    uint8_t b = p[(*off)++];
+    r |= (uint64_t)(b & 0x7f) << shift;
+    if (!(b & 0x80)) {
+      *v = r;
+      return 0;
+    }
+  }
+  return -1;
+}

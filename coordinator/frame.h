@@ -62,6 +62,13 @@ int dsp_framer_next(dsp_framer *f, const uint8_t **payload, size_t *len);
 /* Bytes buffered that are not yet a complete frame (a half frame waiting). */
 size_t dsp_framer_buffered(const dsp_framer *f);
 
+/* Protobuf varints, for code that reads or relabels a message without
+   decoding it (forwarder.c, the benchmark). put writes at most 10 bytes
+   and returns how many; get reads at p[*off..n) and returns 0, or -1 if
+   the varint is cut short or too long. */
+size_t dsp_varint_put(uint8_t *p, uint64_t v);
+int dsp_varint_get(const uint8_t *p, size_t n, size_t *off, uint64_t *v);
+
 /* Write the 4-byte header for a body of `len` bytes. */
 void dsp_frame_put_header(uint8_t out[DSP_FRAME_HEADER], uint32_t len);
 

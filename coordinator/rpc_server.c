@@ -201,17 +201,20 @@ static void flush_all(dsp_rpc_server *s) {
 static void on_prepare(uv_prepare_t *p) { flush_all(p->data); }
 static void on_check(uv_check_t *p) { flush_all(p->data); }
 
-void dsp_rpc_reply(dsp_rpc_conn *c, const dsp_pb_response *resp) {
-  size_t n;
-  if (c->closing) return;
-  n = dispatcher__v1__response__get_packed_size(resp);
+/* Room for a frame of `n` bytes at the end of `pending`; NULL (and the
+   connection closed) if it cannot be had. */
+static uint8_t *frame_space(dsp_rpc_conn *c, size_t n) {
   if (n > UINT32_MAX || obuf_reserve(&c->pending, n + DSP_FRAME_HEADER) != 0) {
     DSP_ERROR("rpc: cannot queue a reply of %zu bytes; closing the connection", n);
     conn_close(c);
-    return;
+    return NULL;
   }
   dsp_frame_put_header(c->pending.p + c->pending.len, (uint32_t)n);
-  dispatcher__v1__response__pack(resp, c->pending.p + c->pending.len + DSP_FRAME_HEADER);
+  return c->pending.p + c->pending.len + DSP_FRAME_HEADER;
+}
+
+/* The frame of `n` bytes written at frame_space() is queued. */
+static void frame_queued(dsp_rpc_conn *c, size_t n) {
   c->pending.len += n + DSP_FRAME_HEADER;
   mark_dirty(c);
   /* Backpressure: a client that does not read its replies stops being read. */
@@ -222,24 +225,23 @@ void dsp_rpc_reply(dsp_rpc_conn *c, const dsp_pb_response *resp) {
   }
 }
 
+void dsp_rpc_reply(dsp_rpc_conn *c, const dsp_pb_response *resp) {
+  size_t n;
+  uint8_t *p;
+  if (c->closing) return;
+  n = dispatcher__v1__response__get_packed_size(resp);
+  if ((p = frame_space(c, n)) == NULL) return;
+  dispatcher__v1__response__pack(resp, p);
+  frame_queued(c, n);
+}
+
 void dsp_rpc_reply_raw(dsp_rpc_conn *c, const uint8_t *msg, size_t len, const uint8_t *suffix,
                        size_t slen) {
-  size_t n = len + slen;
-  if (c->closing) return;
-  if (n > UINT32_MAX || obuf_reserve(&c->pending, n + DSP_FRAME_HEADER) != 0) {
-    conn_close(c);
-    return;
-  }
-  dsp_frame_put_header(c->pending.p + c->pending.len, (uint32_t)n);
-  memcpy(c->pending.p + c->pending.len + DSP_FRAME_HEADER, msg, len);
-  if (slen) memcpy(c->pending.p + c->pending.len + DSP_FRAME_HEADER + len, suffix, slen);
-  c->pending.len += n + DSP_FRAME_HEADER;
-  mark_dirty(c);
-  if (!c->paused && unsent(c) > c->srv->lim.max_output) {
-    c->paused = 1;
-    c->srv->st.paused++;
-    uv_read_stop((uv_stream_t *)&c->tcp);
-  }
+  uint8_t *p;
+  if (c->closing || (p = frame_space(c, len + slen)) == NULL) return;
+  memcpy(p, msg, len);
+  if (slen) memcpy(p + len, suffix, slen);
+  frame_queued(c, len + slen);
 }
 
 void dsp_rpc_reply_error(dsp_rpc_conn *c, uint64_t id, int64_t epoch, int code,

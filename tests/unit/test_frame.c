@@ -139,7 +139,32 @@ static void test_reserve_grows_for_large_frame(void) {
   dsp_framer_free(&f);
 }
 
+static void test_varints(void) {
+  static const uint64_t vals[] = {0, 1, 127, 128, 300, 16383, 16384, 1ULL << 35,
+                                  (1ULL << 63) + 5, UINT64_MAX};
+  uint8_t buf[16];
+  for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+    size_t n = dsp_varint_put(buf, vals[i]), off = 0;
+    uint64_t v = 0;
+    CHECK(n >= 1 && n <= 10);
+    CHECK_INT(dsp_varint_get(buf, n, &off, &v), ==, 0);
+    CHECK(v == vals[i] && off == n);
+    off = 0; /* cut short: an error, never a read past n */
+    if (n > 1) CHECK_INT(dsp_varint_get(buf, n - 1, &off, &v), ==, -1);
+  }
+  {
+    uint8_t bad[11];
+    size_t off = 0;
+    uint64_t v;
+    memset(bad, 0xff, sizeof(bad)); /* never ends */
+    CHECK_INT(dsp_varint_get(bad, sizeof(bad), &off, &v), ==, -1);
+  }
+  CHECK_INT(dsp_varint_put(buf, 300), ==, 2);
+  CHECK(buf[0] == 0xac && buf[1] == 0x02); /* the protobuf docs' example */
+}
+
 static const test_entry tests[] = {
+    TEST(test_varints),
     TEST(test_header_big_endian),        TEST(test_whole_and_concatenated),
     TEST(test_byte_by_byte),             TEST(test_limit_boundary),
     TEST(test_huge_length_rejected_early), TEST(test_half_frame_waits),
