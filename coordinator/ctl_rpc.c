@@ -56,45 +56,6 @@ static int rpc_error(const dsp_pb_response *r) {
   return 1;
 }
 
-/*
- * Send req to the servers in turn until one answers with anything but
- * NOT_COORDINATOR (or they are all tried). *cl is the connection to use
- * (replaced by the one that answered). Returns 0 with *resp, or -1 with err
- * set.
- */
-static int call_coordinator(dsp_client **cl, const dsp_ctl_opts *o, dsp_pb_request *req,
-                            dsp_pb_response **resp, char *err, size_t errlen) {
-  char list[4096], *save = NULL, *tok;
-  if (dsp_client_call(*cl, req, resp, err, errlen) != 0) return -1;
-  if ((*resp)->body_case != DSP_PB(RESPONSE__BODY_ERROR) ||
-      (*resp)->error->code != DSP_PB(ERROR_CODE__NOT_COORDINATOR))
-    return 0;
-  snprintf(list, sizeof(list), "%s", o->servers);
-  for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-    dsp_client *other;
-    dsp_pb_response *r2;
-    if (strcmp(tok, dsp_client_server(*cl)) == 0) continue;
-    other = dsp_client_new(tok, o->timeout_ms, err, errlen);
-    if (other == NULL) continue;
-    if (dsp_client_call(other, req, &r2, err, errlen) != 0) {
-      dsp_client_free(other);
-      continue;
-    }
-    if (r2->body_case == DSP_PB(RESPONSE__BODY_ERROR) &&
-        r2->error->code == DSP_PB(ERROR_CODE__NOT_COORDINATOR)) {
-      dsp_client_free_response(r2);
-      dsp_client_free(other);
-      continue;
-    }
-    dsp_client_free_response(*resp);
-    dsp_client_free(*cl);
-    *cl = other;
-    *resp = r2;
-    return 0;
-  }
-  return 0; /* every member said NOT_COORDINATOR: show the first answer */
-}
-
 /* ---- status --------------------------------------------------------------- */
 
 static void status_usage(FILE *out) {
@@ -281,7 +242,7 @@ int dsp_ctl_route_main(int argc, char **argv, const dsp_ctl_opts *o) {
     rr.count = batch;
     req.body_case = DSP_PB(REQUEST__BODY_ROUTE);
     req.route = &rr;
-    if (call_coordinator(&cl, o, &req, &r, err, sizeof(err)) != 0) {
+    if (dsp_client_call(cl, &req, &r, err, sizeof(err)) != 0) {
       fprintf(stderr, "dispatchctl: %s\n", err);
       rc = 1;
       break;
@@ -368,7 +329,7 @@ int dsp_ctl_report_main(int argc, char **argv, const dsp_ctl_opts *o) {
   rq.latency_us = (uint64_t)lat * 1000u;
   req.body_case = DSP_PB(REQUEST__BODY_REPORT);
   req.report = &rq;
-  if (call_coordinator(&cl, o, &req, &r, err, sizeof(err)) != 0) {
+  if (dsp_client_call(cl, &req, &r, err, sizeof(err)) != 0) {
     fprintf(stderr, "dispatchctl: %s\n", err);
     rc = 1;
   } else if (r->body_case == DSP_PB(RESPONSE__BODY_ERROR)) {
@@ -396,7 +357,7 @@ static void worker_usage(FILE *out) {
 "decision. ls shows the coordinator's table. W is 1-1000 (default 1).\n");
 }
 
-static int worker_ls(dsp_client **cl, const dsp_ctl_opts *o, int json) {
+static int worker_ls(dsp_client *cl, int json) {
   dsp_pb_request req = DISPATCHER__V1__REQUEST__INIT;
   Dispatcher__V1__WorkerListRequest wl = DISPATCHER__V1__WORKER_LIST_REQUEST__INIT;
   dsp_pb_response *r = NULL;
@@ -404,7 +365,7 @@ static int worker_ls(dsp_client **cl, const dsp_ctl_opts *o, int json) {
   int rc = 0, wn = 6, wa = 4;
   req.body_case = DSP_PB(REQUEST__BODY_WORKER_LIST);
   req.worker_list = &wl;
-  if (call_coordinator(cl, o, &req, &r, err, sizeof(err)) != 0) {
+  if (dsp_client_call(cl, &req, &r, err, sizeof(err)) != 0) {
     fprintf(stderr, "dispatchctl: %s\n", err);
     return 1;
   }
@@ -501,7 +462,7 @@ int dsp_ctl_worker_main(int argc, char **argv, const dsp_ctl_opts *o) {
     return 1;
   }
   if (strcmp(verb, "ls") == 0) {
-    rc = worker_ls(&cl, o, json);
+    rc = worker_ls(cl, json);
   } else if (dsp_client_call(cl, &req, &r, err, sizeof(err)) != 0) {
     fprintf(stderr, "dispatchctl: %s\n", err);
     rc = 1;

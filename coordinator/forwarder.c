@@ -37,18 +37,13 @@ typedef struct {
   int sent;
 } slot;
 
-typedef struct {
-  uint8_t *p;
-  size_t len, cap;
-} obuf;
-
 typedef struct upconn {
   uv_tcp_t tcp;
   uv_connect_t creq;
   uv_write_t wreq;
   struct dsp_forwarder *f;
   dsp_framer in;
-  obuf writing;
+  dsp_buf writing;
   char addr[DSP_ADDR_MAX];
   int connected, closing, write_busy;
 } upconn;
@@ -62,7 +57,7 @@ struct dsp_forwarder {
   uint64_t next, low;     /* live uids are in [low, next) */
   unsigned npending;
   upconn *up;
-  obuf out;               /* frames for the upstream, not yet written */
+  dsp_buf out;               /* frames for the upstream, not yet written */
   uint64_t reconnect_at;
   uv_timer_t tick;
   uv_prepare_t prepare;
@@ -70,7 +65,7 @@ struct dsp_forwarder {
   dsp_forwarder_local_cb local;
   dsp_forwarder_ready_cb ready;
   void *local_ctx;
-  dsp_forwarder_stats st;
+  int64_t highest_epoch;   /* of every reply passed on */
   int closing, handles;
 };
 
@@ -99,25 +94,11 @@ static void answer_error(dsp_forwarder *f, slot *s, int code, const char *msg) {
 
 /* ---- output --------------------------------------------------------------- */
 
-static int obuf_add(obuf *b, const uint8_t *p, size_t n) {
-  if (b->cap - b->len < n) {
-    size_t cap = b->cap ? b->cap : 16384;
-    uint8_t *np;
-    while (cap - b->len < n) cap *= 2;
-    np = realloc(b->p, cap);
-    if (np == NULL) return -1;
-    b->p = np;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, p, n);
-  b->len += n;
-  return 0;
-}
-
 static void send_slot(dsp_forwarder *f, slot *s) {
-  if (obuf_add(&f->out, s->frame, s->len) == 0) {
+  if (dsp_buf_reserve(&f->out, s->len) == 0) {
+    memcpy(f->out.p + f->out.len, s->frame, s->len);
+    f->out.len += s->len;
     s->sent = 1;
-    f->st.forwarded++;
   }
 }
 
@@ -133,7 +114,7 @@ static void on_up_write(uv_write_t *w, int status) {
 
 static void flush(dsp_forwarder *f) {
   upconn *u = f->up;
-  obuf t;
+  dsp_buf t;
   uv_buf_t b;
   if (u == NULL || !u->connected || u->closing || u->write_busy || f->out.len == 0) return;
   t = u->writing;
@@ -180,7 +161,6 @@ static void up_close(dsp_forwarder *f) {
     slot *s = find(f, id);
     if (s != NULL && s->sent) {
       s->sent = 0;
-      f->st.resent++;
     }
   }
   f->reconnect_at = uv_now(f->loop) + RECONNECT_MS;
@@ -247,9 +227,8 @@ static void on_reply(dsp_forwarder *f, const uint8_t *p, size_t n) {
   }
   s = find(f, id);
   if (s == NULL) return; /* answered or expired already */
-  if (epoch != 0 && epoch < f->st.highest_epoch) {
+  if (epoch != 0 && epoch < f->highest_epoch) {
     /* A deposed coordinator: never pass it on. */
-    f->st.stale_epoch++;
     s->sent = 0;
     up_close(f);
     return;
@@ -260,10 +239,9 @@ static void on_reply(dsp_forwarder *f, const uint8_t *p, size_t n) {
     up_close(f);
     return;
   }
-  if (epoch > f->st.highest_epoch) f->st.highest_epoch = epoch;
+  if (epoch > f->highest_epoch) f->highest_epoch = epoch;
   suffix[0] = 0x08; /* field 1 (id), varint: the client's id wins */
   dsp_rpc_reply_raw(s->conn, p, n, suffix, 1 + dsp_varint_put(suffix + 1, s->client_id));
-  f->st.answered++;
   release(f, s);
 }
 
@@ -377,7 +355,6 @@ static void pump(dsp_forwarder *f) {
         answer_error(f, s, DSP_PB(ERROR_CODE__INTERNAL), "cannot re-read a held request");
       }
     } else if (now >= s->deadline) {
-      f->st.expired++;
       answer_error(f, s, DSP_PB(ERROR_CODE__NO_COORDINATOR),
                    "no coordinator answered before the deadline");
     }
@@ -451,7 +428,6 @@ void dsp_forwarder_submit(dsp_forwarder *f, dsp_rpc_conn *c, uint64_t client_id,
   }
   s = &f->slots[f->next & (f->cap - 1)];
   if (s->uid != 0) {
-    f->st.busy++;
     dsp_rpc_reply_error(c, client_id, 0, DSP_PB(ERROR_CODE__BUSY),
                         "too many requests waiting for the coordinator");
     return;
@@ -510,4 +486,3 @@ void dsp_forwarder_close(dsp_forwarder *f) {
   uv_close((uv_handle_t *)&f->check, on_handle_closed);
 }
 
-void dsp_forwarder_stats_get(const dsp_forwarder *f, dsp_forwarder_stats *out) { *out = f->st; }

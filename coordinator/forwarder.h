@@ -59,11 +59,5 @@ void dsp_forwarder_poke(dsp_forwarder *f);
 /* Answer everything pending NO_COORDINATOR, close; frees itself later. */
 void dsp_forwarder_close(dsp_forwarder *f);
 
-/* Counters for status and tests. */
-typedef struct {
-  uint64_t forwarded, answered, resent, expired, stale_epoch, busy;
-  int64_t highest_epoch;
-} dsp_forwarder_stats;
-void dsp_forwarder_stats_get(const dsp_forwarder *f, dsp_forwarder_stats *out);
 
 #endif

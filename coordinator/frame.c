@@ -116,3 +116,16 @@ int dsp_varint_get(const uint8_t *p, size_t n, size_t *off, uint64_t *v) {
   }
   return -1;
 }
+
+int dsp_buf_reserve(dsp_buf *b, size_t more) {
+  size_t cap;
+  uint8_t *np;
+  if (b->cap - b->len >= more) return 0;
+  cap = b->cap ? b->cap : MIN_CAP;
+  while (cap - b->len < more) cap *= 2;
+  np = realloc(b->p, cap);
+  if (np == NULL) return DSP_FRAME_NOMEM;
+  b->p = np;
+  b->cap = cap;
+  return 0;
+}

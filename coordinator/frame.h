@@ -62,6 +62,16 @@ int dsp_framer_next(dsp_framer *f, const uint8_t **payload, size_t *len);
 /* Bytes buffered that are not yet a complete frame (a half frame waiting). */
 size_t dsp_framer_buffered(const dsp_framer *f);
 
+/* A growable byte buffer for outgoing frames (rpc_server, forwarder). */
+typedef struct {
+  uint8_t *p;
+  size_t len, cap;
+} dsp_buf;
+
+/* Make room for `more` bytes after len. Returns 0, or DSP_FRAME_NOMEM
+   (nothing changed). Free with free(b->p). */
+int dsp_buf_reserve(dsp_buf *b, size_t more);
+
 /* Protobuf varints, for code that reads or relabels a message without
    decoding it (forwarder.c, the benchmark). put writes at most 10 bytes
    and returns how many; get reads at p[*off..n) and returns 0, or -1 if

@@ -25,18 +25,13 @@
 
 #define READ_CHUNK 65536
 
-typedef struct {
-  uint8_t *p;
-  size_t len, cap;
-} obuf;
-
 struct dsp_rpc_conn {
   uv_tcp_t tcp;
   uv_timer_t idle;
   uv_write_t wreq;
   dsp_rpc_server *srv;
   dsp_framer in;
-  obuf writing, pending;
+  dsp_buf writing, pending;
   int handles_open;
   int refs;
   unsigned closing : 1, write_busy : 1, dirty : 1, paused : 1, close_after_flush : 1;
@@ -58,7 +53,6 @@ struct dsp_rpc_server {
   int closing;
   int handles_open;
   int nconns;                 /* allocated, including closing ones */
-  dsp_rpc_stats st;
 };
 
 static void conn_close(dsp_rpc_conn *c);
@@ -107,25 +101,11 @@ static void conn_close(dsp_rpc_conn *c) {
   if (c->prev) c->prev->next = c->next;
   else s->conns = c->next;
   if (c->next) c->next->prev = c->prev;
-  s->st.open--;
   uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
   uv_close((uv_handle_t *)&c->idle, on_conn_handle_closed);
 }
 
 /* ---- writing ------------------------------------------------------------- */
-
-static int obuf_reserve(obuf *b, size_t more) {
-  size_t cap;
-  uint8_t *np;
-  if (b->cap - b->len >= more) return 0;
-  cap = b->cap ? b->cap : 4096;
-  while (cap - b->len < more) cap *= 2;
-  np = realloc(b->p, cap);
-  if (np == NULL) return -1;
-  b->p = np;
-  b->cap = cap;
-  return 0;
-}
 
 static size_t unsent(const dsp_rpc_conn *c) { return c->writing.len + c->pending.len; }
 
@@ -168,7 +148,7 @@ static void on_write(uv_write_t *w, int status) {
 }
 
 static void flush_conn(dsp_rpc_conn *c) {
-  obuf t;
+  dsp_buf t;
   uv_buf_t b;
   int rc;
   if (c->closing || c->write_busy || c->pending.len == 0) return;
@@ -204,7 +184,7 @@ static void on_check(uv_check_t *p) { flush_all(p->data); }
 /* Room for a frame of `n` bytes at the end of `pending`; NULL (and the
    connection closed) if it cannot be had. */
 static uint8_t *frame_space(dsp_rpc_conn *c, size_t n) {
-  if (n > UINT32_MAX || obuf_reserve(&c->pending, n + DSP_FRAME_HEADER) != 0) {
+  if (n > UINT32_MAX || dsp_buf_reserve(&c->pending, n + DSP_FRAME_HEADER) != 0) {
     DSP_ERROR("rpc: cannot queue a reply of %zu bytes; closing the connection", n);
     conn_close(c);
     return NULL;
@@ -220,7 +200,6 @@ static void frame_queued(dsp_rpc_conn *c, size_t n) {
   /* Backpressure: a client that does not read its replies stops being read. */
   if (!c->paused && unsent(c) > c->srv->lim.max_output) {
     c->paused = 1;
-    c->srv->st.paused++;
     uv_read_stop((uv_stream_t *)&c->tcp);
   }
 }
@@ -264,12 +243,10 @@ static void on_idle(uv_timer_t *t) {
   if (dsp_framer_buffered(&c->in) == 0) return;
   DSP_WARN("rpc: dropping a client that left %zu bytes of an unfinished frame for %llu ms",
            dsp_framer_buffered(&c->in), (unsigned long long)c->srv->lim.idle_timeout_ms);
-  c->srv->st.idle_drops++;
   conn_close(c);
 }
 
 static void bad_input(dsp_rpc_conn *c, uint64_t id, int code, const char *msg) {
-  c->srv->st.bad_frames++;
   DSP_WARN("rpc: %s; answering %s and closing the connection", msg, dsp_rpc_code_name(code));
   dsp_rpc_reply_error(c, id, 0, code, msg);
   c->close_after_flush = 1;
@@ -285,7 +262,6 @@ static void process_frames(dsp_rpc_conn *c) {
     if (rc == DSP_FRAME_NEED_MORE) break;
     if (rc == DSP_FRAME_TOO_LARGE) {
       char msg[128];
-      c->srv->st.too_large++;
       snprintf(msg, sizeof(msg), "frame of %u bytes is over the limit of %zu", c->in.bad_len,
                c->srv->lim.max_frame);
       bad_input(c, 0, DSP_PB(ERROR_CODE__TOO_LARGE), msg);
@@ -301,7 +277,6 @@ static void process_frames(dsp_rpc_conn *c) {
       dispatcher__v1__request__free_unpacked(req, NULL);
       break;
     }
-    c->srv->st.requests++;
     c->refs++; /* the handler may close or release the connection */
     c->srv->cb(c->srv->ctx, c, req, payload, len);
     dispatcher__v1__request__free_unpacked(req, NULL);
@@ -376,8 +351,6 @@ static void on_connection(uv_stream_t *l, int status) {
   c->next = s->conns;
   if (s->conns) s->conns->prev = c;
   s->conns = c;
-  s->st.accepted++;
-  s->st.open++;
   uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
@@ -438,4 +411,3 @@ void dsp_rpc_server_close(dsp_rpc_server *s) {
   uv_close((uv_handle_t *)&s->check, on_server_handle_closed);
 }
 
-void dsp_rpc_server_stats(const dsp_rpc_server *s, dsp_rpc_stats *out) { *out = s->st; }

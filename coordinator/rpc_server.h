@@ -69,10 +69,5 @@ void dsp_rpc_conn_unref(dsp_rpc_conn *c);
 /* 1 once the connection is closing: replies to it go nowhere. */
 int dsp_rpc_conn_closed(const dsp_rpc_conn *c);
 
-/* Counters, for status and tests. */
-typedef struct {
-  uint64_t accepted, open, requests, bad_frames, too_large, idle_drops, paused;
-} dsp_rpc_stats;
-void dsp_rpc_server_stats(const dsp_rpc_server *s, dsp_rpc_stats *out);
 
 #endif

@@ -22,6 +22,10 @@ struct dsp_service {
   dsp_registry *registry;
   dsp_forwarder *forwarder;
   dsp_dedupe *reports;     /* (client_token, id) of Reports applied */
+  /* Route replies are built here, reused from request to request. */
+  Dispatcher__V1__Decision *dec;
+  Dispatcher__V1__Decision **decp;
+  unsigned dec_cap;
   dsp_balance *table;      /* while coordinator */
   int64_t epoch;           /* while coordinator */
   dsp_strategy default_strategy;
@@ -55,10 +59,10 @@ void dsp_service_free(dsp_service *s) {
   if (s == NULL) return;
   dsp_balance_free(s->table);
   dsp_dedupe_free(s->reports);
+  free(s->dec);
+  free(s->decp);
   free(s);
 }
-
-dsp_balance *dsp_service_table(dsp_service *s) { return s->table; }
 
 /* Seed for random and p2c: different on every coordinator. */
 static uint64_t random_seed(void) {
@@ -153,14 +157,19 @@ static void route(dsp_service *s, dsp_rpc_conn *c, const dsp_pb_request *req, in
     dsp_rpc_reply_error(c, req->id, epoch, DSP_PB(ERROR_CODE__BAD_REQUEST), msg);
     return;
   }
-  dec = calloc(count, sizeof(*dec));
-  decp = calloc(count, sizeof(*decp));
-  if (dec == NULL || decp == NULL) {
-    free(dec);
-    free(decp);
-    dsp_rpc_reply_error(c, req->id, epoch, DSP_PB(ERROR_CODE__BUSY), "out of memory");
-    return;
+  if (count > s->dec_cap) {
+    Dispatcher__V1__Decision *nd = realloc(s->dec, count * sizeof(*nd));
+    Dispatcher__V1__Decision **np = nd ? realloc(s->decp, count * sizeof(*np)) : NULL;
+    if (nd) s->dec = nd;
+    if (np == NULL) {
+      dsp_rpc_reply_error(c, req->id, epoch, DSP_PB(ERROR_CODE__BUSY), "out of memory");
+      return;
+    }
+    s->decp = np;
+    s->dec_cap = count;
   }
+  dec = s->dec;
+  decp = s->decp;
   for (unsigned i = 0; i < count; i++) {
     dsp_worker_id w;
     rc = dsp_balance_pick(s->table, (dsp_strategy)strategy, key, rr->key.len, &w);
@@ -189,8 +198,6 @@ static void route(dsp_service *s, dsp_rpc_conn *c, const dsp_pb_request *req, in
     r.route = &reply;
     dsp_rpc_reply(c, &r);
   }
-  free(dec);
-  free(decp);
 }
 
 static void report(dsp_service *s, dsp_rpc_conn *c, const dsp_pb_request *req, int64_t epoch) {

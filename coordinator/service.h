@@ -49,7 +49,5 @@ int dsp_service_ready(void *svc);
 void dsp_service_on_request(void *svc, dsp_rpc_conn *c, const dsp_pb_request *req,
                             const uint8_t *raw, size_t rawlen);
 
-/* The coordinator's table while this member coordinates, else NULL. */
-dsp_balance *dsp_service_table(dsp_service *s);
 
 #endif
