@@ -54,8 +54,9 @@ void dsp_client_free_response(dsp_pb_response *resp);
  * One request, one response, with failover: if the connection fails before
  * the response arrives, reconnect to the next server in the list (each at
  * most once) and send again. Only for requests that are safe to repeat
- * (Status, Route, and Report: it is sent again with the same id and this
- * client's random client_token, so the coordinator applies it once). Sets
+ * (Status, Route, and Report and admin writes: they are sent again with the
+ * same id and this client's random client_token, so they are applied once).
+ * Sets
  * req->id (and client_token, if 0). Returns as recv().
  */
 int dsp_client_call(dsp_client *c, dsp_pb_request *req, dsp_pb_response **resp, char *err,

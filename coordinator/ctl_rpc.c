@@ -63,7 +63,9 @@ static void status_usage(FILE *out) {
 "Usage: dispatchctl [-s HOST:PORT,...] status [--json]\n"
 "\n"
 "Ask every member in the server list for its status: its id, role and epoch,\n"
-"the leader it knows, and (from the coordinator) the worker table.\n"
+"the leader it knows, the members in election order (the first is the\n"
+"coordinator, each watches the one before it) and, from the coordinator, the\n"
+"worker table.\n"
 "Exits 0 if at least one member answered.\n");
 }
 
@@ -128,6 +130,17 @@ int dsp_ctl_status_main(int argc, char **argv, const dsp_ctl_opts *o) {
       dsp_json_print(stdout, s->role);
       printf(",\"epoch\":%" PRId64 ",\"cluster\":", s->epoch);
       dsp_json_print(stdout, s->cluster);
+      printf(",\"members\":[");
+      for (size_t i = 0; i < s->n_members; i++) {
+        printf("%s{\"id\":", i ? "," : "");
+        dsp_json_print(stdout, s->members[i]->id);
+        printf(",\"addr\":");
+        dsp_json_print(stdout, s->members[i]->addr);
+        printf(",\"znode\":");
+        dsp_json_print(stdout, s->members[i]->znode);
+        printf("}");
+      }
+      printf("]");
       printf(",\"leader\":");
       if (s->leader_id && s->leader_id[0]) {
         printf("{\"id\":");
@@ -149,6 +162,15 @@ int dsp_ctl_status_main(int argc, char **argv, const dsp_ctl_opts *o) {
     }
     first = 0;
     dsp_client_free(cl);
+  }
+  /* The election as the first member that answered sees it. */
+  if (!json && nrep > 0 && replies[0]->status->n_members > 0) {
+    const Dispatcher__V1__StatusReply *s = replies[0]->status;
+    printf("\n%-4s %-16s %-22s %s   (election order, as %s sees it)\n", "#", "MEMBER", "ADDR",
+           "ZNODE", s->id);
+    for (size_t i = 0; i < s->n_members; i++)
+      printf("%-4zu %-16s %-22s %s\n", i + 1, s->members[i]->id, s->members[i]->addr,
+             s->members[i]->znode);
   }
   if (json) {
     printf("],\"workers\":");

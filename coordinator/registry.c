@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zookeeper/zookeeper.h>
 
 #include "json.h"
@@ -36,6 +37,8 @@ struct dsp_registry {
   int loaded;
   char base[PATH_LEN];     /* /dispatcher/<cluster> */
   char folder[PATH_LEN];   /* base/workers */
+  char requests[PATH_LEN]; /* base/requests: admin requests applied */
+  uint64_t last_gc;        /* dsp_now_ms() of the last request-record GC */
 };
 
 /* ---- pure ----------------------------------------------------------------- */
@@ -454,6 +457,7 @@ dsp_registry *dsp_registry_new(const char *cluster) {
   if (r == NULL) return NULL;
   snprintf(r->base, sizeof(r->base), "/dispatcher/%.128s", cluster);
   snprintf(r->folder, sizeof(r->folder), "/dispatcher/%.128s/workers", cluster);
+  snprintf(r->requests, sizeof(r->requests), "/dispatcher/%.128s/requests", cluster);
   return r;
 }
 
@@ -479,16 +483,33 @@ void dsp_registry_follow(dsp_registry *r, dsp_balance *table) {
 
 /* ---- admin (any member) ---------------------------------------------------- */
 
-typedef enum { OP_ADD, OP_REMOVE, OP_WEIGHT_GET, OP_WEIGHT_SET } admin_op;
+/*
+ * Exactly-once admin writes. A client that lost its connection sends the
+ * same request (same client_token and id) again, maybe to another member.
+ * With a token, the write goes to ZooKeeper in one multi together with the
+ * creation of base/requests/<token>-<id>: if that znode exists, the write
+ * was applied already and the repeat is answered with success; if the
+ * write failed, neither happened. Request znodes older than REQUEST_TTL_S
+ * are deleted by whichever member next writes, at most every GC_EVERY_MS.
+ */
+#define REQUEST_TTL_S 3600
+#define GC_EVERY_MS (10 * 60 * 1000)
+
+typedef enum { OP_ADD, OP_REMOVE, OP_WEIGHT } admin_op;
 
 typedef struct {
   dsp_registry *r;
   dsp_rpc_conn *conn;
-  uint64_t id;
+  uint64_t id, token;
   admin_op op;
   int weight, tries;
+  zoo_op_t ops[2];
+  zoo_op_result_t res[2];
   char name[DSP_BAL_NAME_MAX + 1];
   char path[PATH_LEN + DSP_BAL_NAME_MAX + 2];
+  char logpath[PATH_LEN + 48];
+  char data[4096];
+  char logdata[DSP_BAL_NAME_MAX + 64];
 } actx;
 
 static void admin_finish(actx *a, int zrc) {
@@ -514,37 +535,52 @@ static void admin_finish(actx *a, int zrc) {
   free(a);
 }
 
-static void admin_string_done(int rc, const char *value, const void *d) {
-  (void)value;
-  admin_finish((actx *)d, rc);
-}
-
-static void admin_void_done(int rc, const void *d) { admin_finish((actx *)d, rc); }
-
 static void weight_get_done(int rc, const char *value, int len, const struct Stat *st,
                             const void *d);
 
-static void weight_set_done(int rc, const struct Stat *st, const void *d) {
+static void write_done(int rc, const void *d) {
   actx *a = (actx *)d;
   zhandle_t *zh = zh_of(a->r);
-  (void)st;
-  if (rc == ZBADVERSION && a->tries++ < 3 && zh != NULL &&
+  int op = a->token ? 1 : 0; /* index of the worker write in ops[] */
+  if (rc != ZOK && a->token && a->res[0].err == ZNODEEXISTS) {
+    rc = ZOK; /* applied by an earlier send of this request */
+  } else if (rc != ZOK && rc != ZCONNECTIONLOSS && rc != ZSESSIONEXPIRED &&
+             rc != ZOPERATIONTIMEOUT && a->res[op].err != ZOK) {
+    rc = a->res[op].err; /* what the worker write itself ran into */
+  }
+  if (rc == ZBADVERSION && a->op == OP_WEIGHT && a->tries++ < 3 && zh != NULL &&
       zoo_aget(zh, a->path, 0, weight_get_done, a) == ZOK)
     return; /* someone wrote in between: read again */
   admin_finish(a, rc);
 }
 
+/* Send ops: the request record (with a token) and the worker write, which
+   the caller has put in ops[a->token ? 1 : 0]. */
+static void admin_send(actx *a) {
+  zhandle_t *zh = zh_of(a->r);
+  int n = 1;
+  if (a->token) {
+    snprintf(a->logdata, sizeof(a->logdata), "{\"op\":\"%s\",\"worker\":\"%s\"}",
+             a->op == OP_ADD ? "add" : a->op == OP_REMOVE ? "rm" : "weight", a->name);
+    zoo_create_op_init(&a->ops[0], a->logpath, a->logdata, (int)strlen(a->logdata),
+                       &ZOO_OPEN_ACL_UNSAFE, 0, NULL, 0);
+    n = 2;
+  }
+  memset(a->res, 0, sizeof(a->res));
+  if (zh == NULL || zoo_amulti(zh, n, a->ops, a->res, write_done, a) != ZOK)
+    admin_finish(a, ZCONNECTIONLOSS);
+}
+
 static void weight_get_done(int rc, const char *value, int len, const struct Stat *st,
                             const void *d) {
   actx *a = (actx *)d;
-  char data[4096], msg[1024];
-  zhandle_t *zh = zh_of(a->r);
-  if (rc != ZOK || st == NULL || zh == NULL) {
+  char msg[1024];
+  if (rc != ZOK || st == NULL || zh_of(a->r) == NULL) {
     admin_finish(a, rc == ZOK ? ZCONNECTIONLOSS : rc);
     return;
   }
-  if (dsp_worker_set_weight_json(value, len > 0 ? (size_t)len : 0, a->weight, data,
-                                 sizeof(data)) != 0) {
+  if (dsp_worker_set_weight_json(value, len > 0 ? (size_t)len : 0, a->weight, a->data,
+                                 sizeof(a->data)) != 0) {
     snprintf(msg, sizeof(msg), "%s holds data that is not a valid worker; fix or remove it",
              a->path);
     dsp_rpc_reply_error(a->conn, a->id, 0, DSP_PB(ERROR_CODE__BAD_REQUEST), msg);
@@ -552,12 +588,57 @@ static void weight_get_done(int rc, const char *value, int len, const struct Sta
     free(a);
     return;
   }
-  if (zoo_aset(zh, a->path, data, (int)strlen(data), st->version, weight_set_done, a) != ZOK)
-    admin_finish(a, ZCONNECTIONLOSS);
+  zoo_set_op_init(&a->ops[a->token ? 1 : 0], a->path, a->data, (int)strlen(a->data),
+                  st->version, NULL);
+  admin_send(a);
 }
 
-static actx *admin_start(dsp_registry *r, dsp_rpc_conn *c, uint64_t id, admin_op op,
-                         const char *name) {
+/* ---- request record GC ---- */
+
+typedef struct {
+  dsp_registry *r;
+  char path[PATH_LEN + 48];
+} gctx;
+
+static void gc_deleted(int rc, const void *d) {
+  (void)rc;
+  free((void *)d);
+}
+
+static void gc_stat_done(int rc, const struct Stat *st, const void *d) {
+  gctx *g = (gctx *)d;
+  zhandle_t *zh = zh_of(g->r);
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  if (rc == ZOK && st != NULL && zh != NULL &&
+      st->ctime / 1000 + REQUEST_TTL_S < (int64_t)now.tv_sec &&
+      zoo_adelete(zh, g->path, st->version, gc_deleted, g) == ZOK)
+    return;
+  free(g);
+}
+
+static void gc_children_done(int rc, const struct String_vector *sv, const void *d) {
+  dsp_registry *r = (dsp_registry *)d;
+  zhandle_t *zh = zh_of(r);
+  if (rc != ZOK || sv == NULL || zh == NULL) return;
+  for (int i = 0; i < sv->count; i++) {
+    gctx *g = malloc(sizeof(*g));
+    if (g == NULL) return;
+    g->r = r;
+    snprintf(g->path, sizeof(g->path), "%s/%s", r->requests, sv->data[i]);
+    if (zoo_aexists(zh, g->path, 0, gc_stat_done, g) != ZOK) free(g);
+  }
+}
+
+static void maybe_gc(dsp_registry *r) {
+  uint64_t now = dsp_now_ms();
+  if (r->last_gc != 0 && now - r->last_gc < GC_EVERY_MS) return;
+  r->last_gc = now;
+  zoo_aget_children(zh_of(r), r->requests, 0, gc_children_done, r);
+}
+
+static actx *admin_start(dsp_registry *r, dsp_rpc_conn *c, uint64_t id, uint64_t token,
+                         admin_op op, const char *name) {
   actx *a;
   char msg[320];
   if (!dsp_worker_name_valid(name)) {
@@ -573,9 +654,12 @@ static actx *admin_start(dsp_registry *r, dsp_rpc_conn *c, uint64_t id, admin_op
   a->r = r;
   a->conn = c;
   a->id = id;
+  a->token = token;
   a->op = op;
   snprintf(a->name, sizeof(a->name), "%s", name);
   snprintf(a->path, sizeof(a->path), "%s/%s", r->folder, name);
+  snprintf(a->logpath, sizeof(a->logpath), "%s/%016" PRIx64 "-%016" PRIx64, r->requests, token,
+           id);
   dsp_rpc_conn_ref(c);
   return a;
 }
@@ -586,9 +670,19 @@ static void parent_done(int rc, const char *value, const void *d) {
   (void)d;
 }
 
-void dsp_registry_add(dsp_registry *r, dsp_rpc_conn *c, uint64_t id, const char *name,
-                      const char *addr, unsigned weight) {
-  char data[DSP_BAL_ADDR_MAX * 2 + 64], q[DSP_BAL_ADDR_MAX * 2 + 8], host[DSP_BAL_ADDR_MAX + 1];
+/* The folders a write needs, pipelined ahead of it (ZooKeeper applies one
+   session's requests in order). */
+static void make_parents(dsp_registry *r) {
+  zhandle_t *zh = zh_of(r);
+  zoo_acreate(zh, "/dispatcher", "", 0, &ZOO_OPEN_ACL_UNSAFE, 0, parent_done, NULL);
+  zoo_acreate(zh, r->base, "", 0, &ZOO_OPEN_ACL_UNSAFE, 0, parent_done, NULL);
+  zoo_acreate(zh, r->folder, "", 0, &ZOO_OPEN_ACL_UNSAFE, 0, parent_done, NULL);
+  zoo_acreate(zh, r->requests, "", 0, &ZOO_OPEN_ACL_UNSAFE, 0, parent_done, NULL);
+}
+
+void dsp_registry_add(dsp_registry *r, dsp_rpc_conn *c, uint64_t id, uint64_t token,
+                      const char *name, const char *addr, unsigned weight) {
+  char q[DSP_BAL_ADDR_MAX * 2 + 8], host[DSP_BAL_ADDR_MAX + 1];
   int port;
   actx *a;
   if (weight == 0) weight = 1;
@@ -601,36 +695,39 @@ void dsp_registry_add(dsp_registry *r, dsp_rpc_conn *c, uint64_t id, const char 
     dsp_rpc_reply_error(c, id, 0, DSP_PB(ERROR_CODE__BAD_REQUEST), "weight must be 1-1000");
     return;
   }
-  if ((a = admin_start(r, c, id, OP_ADD, name)) == NULL) return;
+  if ((a = admin_start(r, c, id, token, OP_ADD, name)) == NULL) return;
   dsp_json_quote(addr, q, sizeof(q));
-  snprintf(data, sizeof(data), "{\"addr\":%s,\"weight\":%u}", q, weight);
-  /* Parents first, pipelined (applied in order by ZooKeeper). */
-  zoo_acreate(zh_of(r), "/dispatcher", "", 0, &ZOO_OPEN_ACL_UNSAFE, 0, parent_done, NULL);
-  zoo_acreate(zh_of(r), r->base, "", 0, &ZOO_OPEN_ACL_UNSAFE, 0, parent_done, NULL);
-  zoo_acreate(zh_of(r), r->folder, "", 0, &ZOO_OPEN_ACL_UNSAFE, 0, parent_done, NULL);
-  if (zoo_acreate(zh_of(r), a->path, data, (int)strlen(data), &ZOO_OPEN_ACL_UNSAFE, 0,
-                  admin_string_done, a) != ZOK)
-    admin_finish(a, ZCONNECTIONLOSS);
+  snprintf(a->data, sizeof(a->data), "{\"addr\":%s,\"weight\":%u}", q, weight);
+  make_parents(r);
+  zoo_create_op_init(&a->ops[token ? 1 : 0], a->path, a->data, (int)strlen(a->data),
+                     &ZOO_OPEN_ACL_UNSAFE, 0, NULL, 0);
+  admin_send(a);
+  maybe_gc(r);
   kick(r);
 }
 
-void dsp_registry_remove(dsp_registry *r, dsp_rpc_conn *c, uint64_t id, const char *name) {
-  actx *a = admin_start(r, c, id, OP_REMOVE, name);
+void dsp_registry_remove(dsp_registry *r, dsp_rpc_conn *c, uint64_t id, uint64_t token,
+                         const char *name) {
+  actx *a = admin_start(r, c, id, token, OP_REMOVE, name);
   if (a == NULL) return;
-  if (zoo_adelete(zh_of(r), a->path, -1, admin_void_done, a) != ZOK)
-    admin_finish(a, ZCONNECTIONLOSS);
+  if (token) make_parents(r);
+  zoo_delete_op_init(&a->ops[token ? 1 : 0], a->path, -1);
+  admin_send(a);
+  maybe_gc(r);
   kick(r);
 }
 
-void dsp_registry_set_weight(dsp_registry *r, dsp_rpc_conn *c, uint64_t id, const char *name,
-                             unsigned weight) {
+void dsp_registry_set_weight(dsp_registry *r, dsp_rpc_conn *c, uint64_t id, uint64_t token,
+                             const char *name, unsigned weight) {
   actx *a;
   if (weight < 1 || weight > DSP_BAL_WEIGHT_MAX) {
     dsp_rpc_reply_error(c, id, 0, DSP_PB(ERROR_CODE__BAD_REQUEST), "weight must be 1-1000");
     return;
   }
-  if ((a = admin_start(r, c, id, OP_WEIGHT_GET, name)) == NULL) return;
+  if ((a = admin_start(r, c, id, token, OP_WEIGHT, name)) == NULL) return;
   a->weight = (int)weight;
+  if (token) make_parents(r);
   if (zoo_aget(zh_of(r), a->path, 0, weight_get_done, a) != ZOK) admin_finish(a, ZCONNECTIONLOSS);
+  maybe_gc(r);
   kick(r);
 }

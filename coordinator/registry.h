@@ -76,11 +76,17 @@ void dsp_registry_follow(dsp_registry *r, dsp_balance *table);
    before that. */
 int dsp_registry_loaded(const dsp_registry *r);
 
-/* Admin requests, answered on c once ZooKeeper has answered. */
-void dsp_registry_add(dsp_registry *r, dsp_rpc_conn *c, uint64_t id, const char *name,
-                      const char *addr, unsigned weight);
-void dsp_registry_remove(dsp_registry *r, dsp_rpc_conn *c, uint64_t id, const char *name);
-void dsp_registry_set_weight(dsp_registry *r, dsp_rpc_conn *c, uint64_t id, const char *name,
-                             unsigned weight);
+/*
+ * Admin requests, answered on c once ZooKeeper has answered. With a nonzero
+ * client token, a request is applied at most once per (token, id): a repeat,
+ * on this member or another, is answered with success and changes nothing
+ * (the record is /dispatcher/<cluster>/requests/<token>-<id>, kept an hour).
+ */
+void dsp_registry_add(dsp_registry *r, dsp_rpc_conn *c, uint64_t id, uint64_t token,
+                      const char *name, const char *addr, unsigned weight);
+void dsp_registry_remove(dsp_registry *r, dsp_rpc_conn *c, uint64_t id, uint64_t token,
+                         const char *name);
+void dsp_registry_set_weight(dsp_registry *r, dsp_rpc_conn *c, uint64_t id, uint64_t token,
+                             const char *name, unsigned weight);
 
 #endif

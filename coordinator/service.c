@@ -10,8 +10,10 @@
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
+#include <zookeeper/zookeeper.h>
 
 #include "dedupe.h"
+#include "json.h"
 #include "log.h"
 
 #define MAX_ROUTE_COUNT 1000
@@ -265,13 +267,34 @@ static void worker_list(dsp_service *s, dsp_rpc_conn *c, const dsp_pb_request *r
   free(wip);
 }
 
-static void status(dsp_service *s, dsp_rpc_conn *c, const dsp_pb_request *req) {
+/* ---- Status ----------------------------------------------------------------
+ * Answered by this member from what it knows, plus the members: read from
+ * the election folder when asked (Status is rare; members are ordered by
+ * their election sequence, the coordinator first). */
+
+#define STATUS_MEMBERS_MAX 64
+
+typedef struct {
+  dsp_service *s;
+  dsp_rpc_conn *conn;
+  uint64_t id;
+  unsigned pending;
+  size_t n;
+  Dispatcher__V1__MemberInfo mi[STATUS_MEMBERS_MAX];
+  Dispatcher__V1__MemberInfo *mip[STATUS_MEMBERS_MAX];
+  char ids[STATUS_MEMBERS_MAX][DSP_ID_MAX + 1];
+  char addrs[STATUS_MEMBERS_MAX][DSP_ADDR_MAX];
+  char znodes[STATUS_MEMBERS_MAX][160];
+} status_ctx;
+
+static void status_reply(status_ctx *x) {
+  dsp_service *s = x->s;
   dsp_pb_response r = DISPATCHER__V1__RESPONSE__INIT;
   Dispatcher__V1__StatusReply st = DISPATCHER__V1__STATUS_REPLY__INIT;
   const dsp_leader_info *l = dsp_member_leader(s->member);
   Dispatcher__V1__WorkerInfo *wi = NULL, **wip = NULL;
   int64_t epoch = 0;
-  size_t n = 0;
+  size_t k = 0;
 
   st.id = s->id;
   st.addr = s->addr;
@@ -279,8 +302,7 @@ static void status(dsp_service *s, dsp_rpc_conn *c, const dsp_pb_request *req) {
   st.role = (char *)dsp_member_role(s->member);
   if (coordinating(s, &epoch)) {
     st.epoch = epoch;
-    n = worker_infos(s->table, &wi, &wip);
-    st.n_workers = n;
+    st.n_workers = worker_infos(s->table, &wi, &wip);
     st.workers = wip;
   }
   if (l->known) {
@@ -288,12 +310,111 @@ static void status(dsp_service *s, dsp_rpc_conn *c, const dsp_pb_request *req) {
     st.leader_addr = (char *)l->addr;
     st.leader_epoch = l->epoch;
   }
-  r.id = req->id;
+  for (size_t i = 0; i < x->n; i++)
+    if (x->mi[i].id != NULL) x->mip[k++] = &x->mi[i];
+  st.n_members = k;
+  st.members = x->mip;
+  r.id = x->id;
   r.body_case = DSP_PB(RESPONSE__BODY_STATUS);
   r.status = &st;
-  dsp_rpc_reply(c, &r);
+  dsp_rpc_reply(x->conn, &r);
   free(wi);
   free(wip);
+  dsp_rpc_conn_unref(x->conn);
+  free(x);
+}
+
+typedef struct {
+  status_ctx *x;
+  size_t i;
+} member_read;
+
+static int member_field(const dsp_json_member *m, void *vctx) {
+  member_read *mr = vctx;
+  status_ctx *x = mr->x;
+  if (m->type != DSP_JSON_STRING) return 0;
+  if (strcmp(m->key, "id") == 0 && dsp_id_valid(m->str))
+    snprintf(x->ids[mr->i], sizeof(x->ids[0]), "%s", m->str);
+  else if (strcmp(m->key, "addr") == 0 && m->str_len < DSP_ADDR_MAX)
+    snprintf(x->addrs[mr->i], sizeof(x->addrs[0]), "%s", m->str);
+  return 0;
+}
+
+static void member_data_done(int rc, const char *value, int len, const struct Stat *st,
+                             const void *d) {
+  member_read *mr = (member_read *)d;
+  status_ctx *x = mr->x;
+  char err[128];
+  (void)st;
+  /* A znode that is gone or not ours is left out. */
+  if (rc == ZOK && value != NULL && len > 0 &&
+      dsp_json_parse(value, (size_t)len, member_field, mr, err, sizeof(err)) == 0 &&
+      x->ids[mr->i][0] != '\0') {
+    Dispatcher__V1__MemberInfo *mi = &x->mi[mr->i];
+    mi->id = x->ids[mr->i];
+    mi->addr = x->addrs[mr->i];
+    mi->znode = x->znodes[mr->i];
+  }
+  free(mr);
+  if (--x->pending == 0) status_reply(x);
+}
+
+/* Election znodes end in "-<10-digit sequence>": order by it. */
+static int cmp_seq(const void *a, const void *b) {
+  const char *x = *(char *const *)a, *y = *(char *const *)b;
+  const char *dx = strrchr(x, '-'), *dy = strrchr(y, '-');
+  int c = strcmp(dx ? dx : x, dy ? dy : y);
+  return c ? c : strcmp(x, y);
+}
+
+static void members_done(int rc, const struct String_vector *sv, const void *d) {
+  status_ctx *x = (status_ctx *)d;
+  zhandle_t *zh = dsp_member_zh(x->s->member);
+  char path[512];
+  if (rc != ZOK || sv == NULL || zh == NULL || sv->count == 0) {
+    status_reply(x);
+    return;
+  }
+  qsort(sv->data, (size_t)sv->count, sizeof(sv->data[0]), cmp_seq);
+  x->pending = 1; /* held until every read is sent */
+  for (int i = 0; i < sv->count && x->n < STATUS_MEMBERS_MAX; i++) {
+    member_read *mr;
+    if (strncmp(sv->data[i], "member-", 7) != 0 || strlen(sv->data[i]) >= sizeof(x->znodes[0]))
+      continue;
+    mr = malloc(sizeof(*mr));
+    if (mr == NULL) break;
+    mr->x = x;
+    mr->i = x->n++;
+    snprintf(x->znodes[mr->i], sizeof(x->znodes[0]), "%s", sv->data[i]);
+    snprintf(path, sizeof(path), "/dispatcher/%s/election/%s", x->s->cluster, sv->data[i]);
+    x->pending++;
+    if (zoo_aget(zh, path, 0, member_data_done, mr) != ZOK) {
+      x->pending--;
+      free(mr);
+    }
+  }
+  if (--x->pending == 0) status_reply(x);
+}
+
+static void status(dsp_service *s, dsp_rpc_conn *c, const dsp_pb_request *req) {
+  status_ctx *x = calloc(1, sizeof(*x));
+  zhandle_t *zh = dsp_member_zh(s->member);
+  char path[256];
+  if (x == NULL) {
+    dsp_rpc_reply_error(c, req->id, 0, DSP_PB(ERROR_CODE__BUSY), "out of memory");
+    return;
+  }
+  x->s = s;
+  x->conn = c;
+  x->id = req->id;
+  dsp_rpc_conn_ref(c);
+  for (size_t i = 0; i < STATUS_MEMBERS_MAX; i++) dispatcher__v1__member_info__init(&x->mi[i]);
+  snprintf(path, sizeof(path), "/dispatcher/%s/election", s->cluster);
+  if (zh == NULL || zoo_aget_children(zh, path, 0, members_done, x) != ZOK) {
+    status_reply(x); /* no session: what this member knows by itself */
+    return;
+  }
+  dsp_member_kick(s->member);
 }
 
 void dsp_service_on_request(void *svc, dsp_rpc_conn *c, const dsp_pb_request *req,
@@ -329,15 +450,15 @@ void dsp_service_on_request(void *svc, dsp_rpc_conn *c, const dsp_pb_request *re
       }
       return;
     case DSP_PB(REQUEST__BODY_WORKER_ADD):
-      dsp_registry_add(s->registry, c, req->id, req->worker_add->name, req->worker_add->addr,
-                       req->worker_add->weight);
+      dsp_registry_add(s->registry, c, req->id, req->client_token, req->worker_add->name,
+                       req->worker_add->addr, req->worker_add->weight);
       return;
     case DSP_PB(REQUEST__BODY_WORKER_REMOVE):
-      dsp_registry_remove(s->registry, c, req->id, req->worker_remove->name);
+      dsp_registry_remove(s->registry, c, req->id, req->client_token, req->worker_remove->name);
       return;
     case DSP_PB(REQUEST__BODY_WORKER_SET_WEIGHT):
-      dsp_registry_set_weight(s->registry, c, req->id, req->worker_set_weight->name,
-                              req->worker_set_weight->weight);
+      dsp_registry_set_weight(s->registry, c, req->id, req->client_token,
+                              req->worker_set_weight->name, req->worker_set_weight->weight);
       return;
     case DSP_PB(REQUEST__BODY_HEARTBEAT):
       dsp_rpc_reply_error(c, req->id, 0, DSP_PB(ERROR_CODE__NOT_IMPLEMENTED),

@@ -267,6 +267,25 @@ static void operations_body(void) {
     while (!status_ok(fol, "follower") && th_now_ms() < end) th_sleep_ms(50);
     CHECK(status_ok(fol, "follower"));
   }
+  /* Every member lists the members, in election order (coordinator first). */
+  for (int m = 0; m < 2; m++) {
+    Dispatcher__V1__StatusRequest sr = DISPATCHER__V1__STATUS_REQUEST__INIT;
+    req.body_case = DSP_PB(REQUEST__BODY_STATUS);
+    req.status = &sr;
+    CHECK(dsp_client_call(m ? fol : lead, &req, &r, err, sizeof(err)) == 0);
+    CHECK(r->body_case == DSP_PB(RESPONSE__BODY_STATUS));
+    CHECK_INT(r->status->n_members, ==, 2);
+    if (r->status->n_members == 2) {
+      CHECK_STR(r->status->members[0]->id, "r1");
+      CHECK_STR(r->status->members[0]->addr, addrs[0]);
+      CHECK(strncmp(r->status->members[0]->znode, "member-r1_", 10) == 0);
+      CHECK_STR(r->status->members[1]->id, "r2");
+      CHECK_STR(r->status->members[1]->addr, addrs[1]);
+    }
+    CHECK_STR(r->status->leader_id, "r1");
+    CHECK_INT(r->status->n_workers, ==, 0);
+    dsp_client_free_response(r);
+  }
   req.body_case = DSP_PB(REQUEST__BODY_ROUTE);
   req.route = &rr;
   /* The coordinator's table is empty: a clear error, with its epoch. */
@@ -386,8 +405,11 @@ static dsp_pb_response *call(dsp_client *c, dsp_pb_request *req) {
   return r;
 }
 
-static int admin(dsp_client *c, const char *verb, const char *name, const char *addr,
-                 unsigned weight) {
+/* An admin request; with id != 0, sent with that id and client token (a
+   client sending the same request again), else through dsp_client_call().
+   Returns 0 on success, the error code, or -1 on a transport error. */
+static int admin_as(dsp_client *c, uint64_t id, uint64_t token, const char *verb,
+                    const char *name, const char *addr, unsigned weight) {
   dsp_pb_request req = DISPATCHER__V1__REQUEST__INIT;
   Dispatcher__V1__WorkerAddRequest add = DISPATCHER__V1__WORKER_ADD_REQUEST__INIT;
   Dispatcher__V1__WorkerRemoveRequest rm = DISPATCHER__V1__WORKER_REMOVE_REQUEST__INIT;
@@ -410,11 +432,28 @@ static int admin(dsp_client *c, const char *verb, const char *name, const char *
     req.body_case = DSP_PB(REQUEST__BODY_WORKER_SET_WEIGHT);
     req.worker_set_weight = &sw;
   }
-  r = call(c, &req);
+  if (id == 0) {
+    r = call(c, &req);
+  } else {
+    char err[256];
+    req.id = id;
+    req.client_token = token;
+    r = NULL;
+    if (dsp_client_send(c, &req) != 0 || dsp_client_flush(c, err, sizeof(err)) != 0 ||
+        dsp_client_recv(c, &r, err, sizeof(err)) != 0 || r->id != id) {
+      dsp_client_free_response(r);
+      return -1;
+    }
+  }
   if (r == NULL) return -1;
   code = r->body_case == DSP_PB(RESPONSE__BODY_ERROR) ? (int)r->error->code : 0;
   dsp_client_free_response(r);
   return code;
+}
+
+static int admin(dsp_client *c, const char *verb, const char *name, const char *addr,
+                 unsigned weight) {
+  return admin_as(c, 0, 0, verb, name, addr, weight);
 }
 
 static int cmp_strp(const void *a, const void *b) {
@@ -554,6 +593,43 @@ static void registry_body(void) {
   CHECK_INT(admin(fol, "rm", "bad3", NULL, 0), ==, DSP_PB(ERROR_CODE__UNKNOWN_WORKER));
   CHECK_INT(admin(fol, "rm", "dup", NULL, 0), ==, 0);
   CHECK(wait_table(lead, "w2=127.0.0.1:9002/7 w3=127.0.0.1:9003/4", 10000));
+
+  /* Exactly once: a request sent again with the same client token and id,
+     to the same member or another (a client failing over), is answered
+     with success and not applied again; another id is a new request. */
+  {
+    const uint64_t tok = 0x5eed5eed12345678ULL;
+    CHECK_INT(admin_as(fol, 900, tok, "add", "once", "127.0.0.1:9200", 1), ==, 0);
+    CHECK_INT(admin_as(lead, 900, tok, "add", "once", "127.0.0.1:9200", 1), ==, 0);
+    CHECK_INT(admin_as(fol, 900, tok, "add", "once", "127.0.0.1:9200", 1), ==, 0);
+    CHECK_INT(admin_as(fol, 901, tok, "add", "once", "127.0.0.1:9200", 1), ==,
+              DSP_PB(ERROR_CODE__WORKER_EXISTS));
+    CHECK(zkc_get(z, "/dispatcher/rpc/requests/5eed5eed12345678-0000000000000384", seq,
+                  sizeof(seq), NULL) == ZOK);
+    CHECK_STR(seq, "{\"op\":\"add\",\"worker\":\"once\"}");
+    /* Removed, then added by someone else: the repeated rm removes nothing. */
+    CHECK_INT(admin_as(lead, 902, tok, "rm", "once", NULL, 0), ==, 0);
+    CHECK_INT(admin(fol, "add", "once", "127.0.0.1:9201", 2), ==, 0);
+    CHECK_INT(admin_as(fol, 902, tok, "rm", "once", NULL, 0), ==, 0);
+    CHECK(wait_table(lead, "once=127.0.0.1:9201/2 w2=127.0.0.1:9002/7 w3=127.0.0.1:9003/4",
+                     10000));
+    CHECK_INT(admin_as(fol, 903, tok, "rm", "once", NULL, 0), ==, 0);
+    CHECK_INT(admin_as(lead, 903, tok, "rm", "once", NULL, 0), ==, 0);
+    CHECK_INT(admin_as(fol, 904, tok, "rm", "once", NULL, 0), ==,
+              DSP_PB(ERROR_CODE__UNKNOWN_WORKER));
+    /* A failed request leaves no record: sent again, it fails again. */
+    CHECK_INT(admin_as(fol, 905, tok, "weight", "nosuch", NULL, 3), ==,
+              DSP_PB(ERROR_CODE__UNKNOWN_WORKER));
+    CHECK_INT(admin_as(lead, 905, tok, "weight", "nosuch", NULL, 3), ==,
+              DSP_PB(ERROR_CODE__UNKNOWN_WORKER));
+    CHECK_INT(admin_as(fol, 906, tok, "weight", "w2", NULL, 6), ==, 0);
+    CHECK(zkc_set(z, "/dispatcher/rpc/workers/w2", "{\"addr\":\"127.0.0.1:9002\",\"weight\":9}") ==
+          ZOK);
+    CHECK_INT(admin_as(lead, 906, tok, "weight", "w2", NULL, 6), ==, 0);
+    CHECK(wait_table(lead, "w2=127.0.0.1:9002/9 w3=127.0.0.1:9003/4", 10000));
+    CHECK_INT(admin(fol, "weight", "w2", NULL, 7), ==, 0);
+    CHECK(wait_table(lead, "w2=127.0.0.1:9002/7 w3=127.0.0.1:9003/4", 10000));
+  }
 
   /* A new coordinator reads the whole registry when it takes over. */
   dsp_client_free(lead);
