@@ -116,12 +116,26 @@ static void flush(dsp_forwarder *f) {
   upconn *u = f->up;
   dsp_buf t;
   uv_buf_t b;
+  int rc;
   if (u == NULL || !u->connected || u->closing || u->write_busy || f->out.len == 0) return;
+  /* Written at once when the socket takes it all (no write request). */
+  b = uv_buf_init((char *)f->out.p, (unsigned)f->out.len);
+  rc = uv_try_write((uv_stream_t *)&u->tcp, &b, 1);
+  if (rc == (int)f->out.len) {
+    f->out.len = 0;
+    return;
+  }
+  if (rc < 0 && rc != UV_EAGAIN) {
+    DSP_WARN("forwarding to %s: %s", u->addr, uv_strerror(rc));
+    up_close(f);
+    return;
+  }
+  if (rc < 0) rc = 0;
   t = u->writing;
   u->writing = f->out;
   f->out = t;
   f->out.len = 0;
-  b = uv_buf_init((char *)u->writing.p, (unsigned)u->writing.len);
+  b = uv_buf_init((char *)u->writing.p + rc, (unsigned)(u->writing.len - (size_t)rc));
   u->wreq.data = u;
   if (uv_write(&u->wreq, (uv_stream_t *)&u->tcp, &b, 1, on_up_write) != 0) {
     u->writing.len = 0;
