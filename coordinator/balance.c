@@ -78,6 +78,7 @@ typedef struct {
   int32_t hpos[H_COUNT];
   char *name;
   char *addr;
+  void *data;    /* the caller's (dsp_balance_set_data) */
   uint32_t base; /* crc32 state after host, NUL, port (not finalized) */
   uint32_t edf_k, edf_w;
   uint64_t edf_cycle;  /* next deadline: edf_cycle + edf_k / edf_w */
@@ -826,6 +827,20 @@ const char *dsp_balance_worker_addr(const dsp_balance *b, dsp_worker_id id)
 {
   int32_t slot;
   return lookup(b, id, &slot) ? b->c[slot].addr : NULL;
+}
+
+int dsp_balance_set_data(dsp_balance *b, dsp_worker_id id, void *data)
+{
+  int32_t slot;
+  if (!lookup(b, id, &slot)) return DSP_BAL_ENOENT;
+  b->c[slot].data = data;
+  return 0;
+}
+
+void *dsp_balance_worker_data(const dsp_balance *b, dsp_worker_id id)
+{
+  int32_t slot;
+  return lookup(b, id, &slot) ? b->c[slot].data : NULL;
 }
 
 int dsp_balance_worker_weight(const dsp_balance *b, dsp_worker_id id)

@@ -136,6 +136,12 @@ int dsp_balance_set_weight(dsp_balance *b, dsp_worker_id id, int weight);
  * DSP_BAL_ENOENT. */
 int dsp_balance_set_eligible(dsp_balance *b, dsp_worker_id id, int eligible);
 
+/* Attach the caller's pointer to a worker (NULL when added; the table never
+ * touches it). Returns 0 or DSP_BAL_ENOENT. */
+int dsp_balance_set_data(dsp_balance *b, dsp_worker_id id, void *data);
+/* The pointer set last, or NULL (also for a stale id). */
+void *dsp_balance_worker_data(const dsp_balance *b, dsp_worker_id id);
+
 /* Find a worker by name. Returns 0 and sets *id, or DSP_BAL_ENOENT. */
 int dsp_balance_find(const dsp_balance *b, const char *name,
                      dsp_worker_id *id);

@@ -13,9 +13,13 @@
 #include <string.h>
 #include <uv.h>
 
+#include <curl/curl.h>
+
 #include "frame.h"
+#include "health.h"
 #include "log.h"
 #include "member.h"
+#include "monitor.h"
 #include "rpc_server.h"
 #include "service.h"
 #include "util.h"
@@ -25,6 +29,7 @@
 #define DEFAULT_CLUSTER "default"
 #define DEFAULT_LISTEN "127.0.0.1:7001"
 #define DEFAULT_SESSION_TIMEOUT_MS 10000
+#define FIRST_HEALTH_OPT 10 /* index of --check-interval in opts[] */
 
 static void usage(FILE *out) {
   fprintf(out,
@@ -53,6 +58,21 @@ static void usage(FILE *out) {
 "  --default-strategy S    strategy for routes that name none, used while this\n"
 "                          member coordinates; give every member the same\n"
 "                          (default weighted; see docs/strategies.md)\n"
+"\n"
+"Health checks: the cluster's defaults, each overridable per worker in its\n"
+"znode (docs/health.md); give every member the same:\n"
+"  --check-interval MS     between probes of a worker, 100-3600000 (default 2000)\n"
+"  --check-timeout MS      a probe's whole time, below the interval (default 1000)\n"
+"  --check-fall N          failures in a row that take a worker down (default 3)\n"
+"  --check-rise N          successes in a row that bring it back (default 2)\n"
+"  --check-jitter PCT      shorten each interval by up to PCT%% at random (default 0)\n"
+"  --check-expect-status S passing statuses: 200, 2xx or 200-399 (default 2xx)\n"
+"  --check-expect-body TEXT  a substring the body must hold (default: any body)\n"
+"  --check-body-limit BYTES  most bytes of a reply read (default 65536)\n"
+"  --max-fails N           failed task reports within --fail-timeout that take\n"
+"                          a worker out for --fail-timeout; 0 = never (default 1)\n"
+"  --fail-timeout MS       (default 10000)\n"
+"\n"
 "  --log-level LEVEL       error, warn, info or debug (default info)\n"
 "  -h, --help              show this help and exit\n"
 "  -V, --version           show the version and exit\n"
@@ -106,6 +126,7 @@ typedef struct {
   dsp_rpc_server *rpc;
   dsp_service *svc;
   dsp_registry *reg;
+  dsp_monitor *mon;
   dsp_forwarder *fwd;
 } app;
 
@@ -115,6 +136,7 @@ static void shut_down(app *a) {
   a->fwd = NULL;
   if (a->rpc) dsp_rpc_server_close(a->rpc);
   a->rpc = NULL;
+  dsp_monitor_close(a->mon);
   if (!uv_is_closing((uv_handle_t *)&a->term)) {
     uv_close((uv_handle_t *)&a->term, NULL);
     uv_close((uv_handle_t *)&a->intr, NULL);
@@ -147,6 +169,16 @@ int main(int argc, char **argv) {
       {"client-idle-timeout", required_argument, NULL, 'I'},
       {"default-strategy", required_argument, NULL, 'S'},
       {"hold-timeout", required_argument, NULL, 'H'},
+      {"check-interval", required_argument, NULL, 1000},
+      {"check-timeout", required_argument, NULL, 1001},
+      {"check-fall", required_argument, NULL, 1002},
+      {"check-rise", required_argument, NULL, 1003},
+      {"check-jitter", required_argument, NULL, 1004},
+      {"check-expect-status", required_argument, NULL, 1005},
+      {"check-expect-body", required_argument, NULL, 1006},
+      {"check-body-limit", required_argument, NULL, 1007},
+      {"max-fails", required_argument, NULL, 1008},
+      {"fail-timeout", required_argument, NULL, 1009},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0}};
@@ -163,6 +195,14 @@ int main(int argc, char **argv) {
   int strategy = DSP_STRATEGY_DEFAULT;
   long long hold_ms = 0;
   uv_loop_t *loop;
+  /* --check-* and friends, in option order, to the health.h keys. */
+  static const char *const health_keys[] = {
+      "interval_ms", "timeout_ms", "fall",       "rise",      "jitter_pct",
+      "expect_status", "expect_body", "body_limit", "max_fails", "fail_timeout_ms"};
+  dsp_health_settings hdef;
+  char herr[200];
+
+  dsp_health_settings_default(&hdef);
 
   opterr = 0;
   while ((c = getopt_long(argc, argv, ":hV", opts, NULL)) != -1) {
@@ -220,6 +260,15 @@ int main(int argc, char **argv) {
           return bad("--default-strategy: '%s' is not one of random, round-robin, weighted, "
                      "hash, consistent-hash, least-conn, least-time, p2c", optarg);
         break;
+      case 1000: case 1001: case 1002: case 1003: case 1004:
+      case 1005: case 1006: case 1007: case 1008: case 1009:
+        if (dsp_health_settings_set(&hdef, health_keys[c - 1000], optarg, herr, sizeof(herr)) !=
+            0) {
+          char msg[300];
+          snprintf(msg, sizeof(msg), "--%s: %s", opts[FIRST_HEALTH_OPT + c - 1000].name, herr);
+          return bad("%s", msg);
+        }
+        break;
       case 'h':
         usage(stdout);
         return 0;
@@ -233,6 +282,8 @@ int main(int argc, char **argv) {
     }
   }
   if (optind < argc) return bad("unexpected argument '%s'", argv[optind]);
+  if (dsp_health_settings_validate(&hdef, herr, sizeof(herr)) != 0)
+    return bad("health check flags: %s", herr);
   if (cfg.id == NULL) {
     if (!dsp_id_valid(cfg.addr))
       return bad("cannot derive an id from --listen '%s'; give --id", cfg.addr);
@@ -250,20 +301,28 @@ int main(int argc, char **argv) {
   scfg.id = cfg.id;
   scfg.addr = cfg.addr;
   scfg.default_strategy = (dsp_strategy)strategy;
+  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+    DSP_ERROR("cannot initialise libcurl");
+    return 1;
+  }
   svc = a.svc = dsp_service_new(&scfg);
   a.reg = dsp_registry_new(cfg.cluster);
+  a.mon = dsp_monitor_new(loop, cfg.cluster);
   cfg.on_role = on_role;
   cfg.on_fatal = on_fatal;
   cfg.ctx = &a;
   a.member = svc ? dsp_member_new(loop, &cfg) : NULL;
   a.rpc = svc ? dsp_rpc_server_new(loop, &limits, dsp_service_on_request, svc) : NULL;
-  if (a.member == NULL || a.rpc == NULL || a.reg == NULL) {
+  if (a.member == NULL || a.rpc == NULL || a.reg == NULL || a.mon == NULL) {
     DSP_ERROR("out of memory");
     return 1;
   }
   dsp_service_set_member(svc, a.member);
   dsp_registry_set_member(a.reg, a.member);
   dsp_service_set_registry(svc, a.reg);
+  dsp_monitor_set_member(a.mon, a.member);
+  dsp_registry_set_monitor(a.reg, a.mon, &hdef);
+  dsp_service_set_monitor(svc, a.mon);
   a.fwd = dsp_forwarder_new(loop, a.member,
                             (uint64_t)(hold_ms ? hold_ms : 2LL * cfg.session_timeout_ms), 65536,
                             dsp_service_on_request, dsp_service_ready, svc);
@@ -303,6 +362,8 @@ int main(int argc, char **argv) {
   dsp_member_free(a.member);
   dsp_service_free(svc);
   dsp_registry_free(a.reg);
+  dsp_monitor_free(a.mon);
+  curl_global_cleanup();
   if (uv_loop_close(loop) != 0) DSP_WARN("loop closed with handles still open");
   DSP_INFO("exiting with status %d", rc);
   return rc;

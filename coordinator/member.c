@@ -711,3 +711,8 @@ void dsp_member_kick(dsp_member *m) {
 }
 
 const char *dsp_member_id(const dsp_member *m) { return m->id; }
+
+int dsp_member_fence_path(dsp_member *m, char *out, size_t len) {
+  if (!dsp_member_is_coordinator(m, NULL) || m->el.own[0] == '\0') return -1;
+  return dsp_fmt(out, len, "%s/%s", m->election, m->el.own);
+}

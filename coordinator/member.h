@@ -70,6 +70,14 @@ void dsp_member_free(dsp_member *m);
  */
 int dsp_member_is_coordinator(dsp_member *m, int64_t *epoch);
 
+/*
+ * The path of this coordinator's own election znode, for fencing writes: a
+ * multi that checks it exists (version -1) commits only while this member
+ * still holds its place, i.e. still leads (a deposed member's znode is gone
+ * with its session). Returns 0, or -1 when not coordinator or out too small.
+ */
+int dsp_member_fence_path(dsp_member *m, char *out, size_t len);
+
 /* This member's id. */
 const char *dsp_member_id(const dsp_member *m);
 

@@ -25,6 +25,8 @@
 
 struct dsp_registry {
   dsp_member *member;
+  dsp_monitor *monitor;
+  dsp_health_settings defaults;
   dsp_balance *table;
   unsigned gen;
   /* Workers left out for bad data, sorted: not read again when the folder
@@ -59,11 +61,13 @@ int dsp_worker_name_valid(const char *name) {
 typedef struct {
   dsp_worker_spec *out;
   int have_addr, have_weight;
-  char why[160];
+  char why[200];
 } parse_ctx;
 
 static int spec_member(const dsp_json_member *m, void *vctx) {
   parse_ctx *p = vctx;
+  int rc = dsp_health_settings_member(&p->out->health, m, p->why, sizeof(p->why));
+  if (rc != 0) return rc < 0 ? 1 : 0;
   if (strcmp(m->key, "addr") == 0) {
     char host[DSP_BAL_ADDR_MAX + 1];
     int port;
@@ -94,8 +98,8 @@ static int spec_member(const dsp_json_member *m, void *vctx) {
   return 0; /* other keys: kept in ZooKeeper, ignored here */
 }
 
-int dsp_worker_parse(const char *data, size_t len, dsp_worker_spec *out, char *err,
-                     size_t errlen) {
+int dsp_worker_parse(const char *data, size_t len, const dsp_health_settings *defaults,
+                     dsp_worker_spec *out, char *err, size_t errlen) {
   parse_ctx p;
   char jerr[128];
   int rc;
@@ -103,6 +107,10 @@ int dsp_worker_parse(const char *data, size_t len, dsp_worker_spec *out, char *e
   memset(out, 0, sizeof(*out));
   p.out = out;
   out->weight = 1;
+  if (defaults != NULL)
+    out->health = *defaults;
+  else
+    dsp_health_settings_default(&out->health);
   if (data == NULL || len == 0) {
     snprintf(err, errlen, "no data (want {\"addr\":\"host:port\",\"weight\":N})");
     return -1;
@@ -120,7 +128,7 @@ int dsp_worker_parse(const char *data, size_t len, dsp_worker_spec *out, char *e
     snprintf(err, errlen, "missing \"addr\"");
     return -1;
   }
-  return 0;
+  return dsp_health_settings_validate(&out->health, err, errlen);
 }
 
 typedef struct {
@@ -177,7 +185,7 @@ int dsp_worker_set_weight_json(const char *data, size_t len, int weight, char *o
   rewrite_ctx w = {out, outlen, 0, weight, 0, 0, 1};
   char err[160], v[32];
   if (weight < 1 || weight > DSP_BAL_WEIGHT_MAX) return -1;
-  if (dsp_worker_parse(data, len, &spec, err, sizeof(err)) != 0) return -1;
+  if (dsp_worker_parse(data, len, NULL, &spec, err, sizeof(err)) != 0) return -1;
   emit(&w, "{");
   if (dsp_json_parse(data, len, rewrite_member, &w, err, sizeof(err)) != 0) return -1;
   if (!w.wrote_weight) {
@@ -269,11 +277,14 @@ static void bad_clear(dsp_registry *r) {
   r->nbad = 0;
 }
 
-static void drop_worker(dsp_registry *r, const char *name, const char *why) {
+/* Out of the table; `deleted` when its znode is gone (its health record
+   goes too). */
+static void drop_worker(dsp_registry *r, const char *name, const char *why, int deleted) {
   dsp_worker_id id;
   if (dsp_balance_find(r->table, name, &id) != 0) return;
+  DSP_INFO("worker %s %s", name, why); /* name may be the table's own copy */
+  if (r->monitor) dsp_monitor_removed(r->monitor, id, deleted);
   dsp_balance_remove(r->table, id);
-  DSP_INFO("worker %s %s", name, why);
 }
 
 static void data_done(int rc, const char *value, int len, const struct Stat *st, const void *d) {
@@ -282,18 +293,18 @@ static void data_done(int rc, const char *value, int len, const struct Stat *st,
   dsp_worker_spec spec;
   dsp_worker_id id;
   char err[200];
-  (void)st;
   if (!current(c)) goto out;
   if (rc == ZNONODE) {
     bad_del(r, c->name);
-    drop_worker(r, c->name, "removed");
+    drop_worker(r, c->name, "removed", 1);
     list_workers(r); /* a worker that clashed with it may now join */
     goto out;
   }
   if (rc != ZOK) goto out; /* connection trouble: the coordinator steps down */
-  if (dsp_worker_parse(value, len > 0 ? (size_t)len : 0, &spec, err, sizeof(err)) != 0) {
+  if (dsp_worker_parse(value, len > 0 ? (size_t)len : 0, &r->defaults, &spec, err,
+                       sizeof(err)) != 0) {
     DSP_WARN("%s/%s: %s; worker left out", r->folder, c->name, err);
-    drop_worker(r, c->name, "left out of the table");
+    drop_worker(r, c->name, "left out of the table", 0);
     bad_add(r, c->name);
     goto out;
   }
@@ -304,14 +315,19 @@ static void data_done(int rc, const char *value, int len, const struct Stat *st,
         dsp_balance_set_weight(r->table, id, spec.weight);
         DSP_INFO("worker %s weight %d", c->name, spec.weight);
       }
+      if (r->monitor) dsp_monitor_changed(r->monitor, id, &spec.health);
       goto out;
     }
-    dsp_balance_remove(r->table, id); /* a new address: a new worker */
-    list_workers(r);                  /* one that clashed with the old may join */
+    /* A new address: a new worker. One that clashed with the old may join. */
+    if (r->monitor) dsp_monitor_removed(r->monitor, id, 0);
+    dsp_balance_remove(r->table, id);
+    list_workers(r);
   }
   rc = dsp_balance_add(r->table, c->name, spec.addr, spec.weight, &id);
   if (rc == 0) {
-    DSP_INFO("worker %s at %s weight %d", c->name, spec.addr, spec.weight);
+    DSP_INFO("worker %s at %s weight %d%s%s", c->name, spec.addr, spec.weight,
+             spec.health.check[0] ? " check " : "", spec.health.check);
+    if (r->monitor) dsp_monitor_added(r->monitor, id, c->name, &spec.health, st ? st->czxid : 0);
   } else {
     if (rc == DSP_BAL_EADDRINUSE) {
       /* Not bad data: read again whenever the folder changes, so it joins
@@ -373,7 +389,7 @@ static void children_done(int rc, const struct String_vector *sv, const void *d)
     while (dsp_balance_count(r->table) > 0) {
       dsp_worker_id id;
       dsp_balance_at(r->table, 0, &id);
-      drop_worker(r, dsp_balance_worker_name(r->table, id), "removed");
+      drop_worker(r, dsp_balance_worker_name(r->table, id), "removed", 1);
     }
     wctx *e = new_ctx(r, NULL);
     if (e && zoo_awexists(zh_of(r), r->folder, registry_watcher, r, exists_done, e) != ZOK)
@@ -393,7 +409,7 @@ static void children_done(int rc, const struct String_vector *sv, const void *d)
     const char *wn;
     if (dsp_balance_at(r->table, pos, &id) != 0) continue;
     wn = dsp_balance_worker_name(r->table, id);
-    if (bsearch(&wn, names, n, sizeof(*names), cmp_str) == NULL) drop_worker(r, wn, "removed");
+    if (bsearch(&wn, names, n, sizeof(*names), cmp_str) == NULL) drop_worker(r, wn, "removed", 1);
   }
   bad_prune(r, names, n);
   /* Read the ones we have not read (known ones report their own changes). */
@@ -445,7 +461,7 @@ static void registry_watcher(zhandle_t *zh, int type, int state, const char *pat
   } else if (strncmp(path, r->folder, flen) == 0 && path[flen] == '/') {
     if (type == ZOO_DELETED_EVENT) {
       bad_del(r, path + flen + 1);
-      drop_worker(r, path + flen + 1, "removed");
+      drop_worker(r, path + flen + 1, "removed", 1);
     } else {
       get_worker(r, path + flen + 1);
     }
@@ -455,6 +471,7 @@ static void registry_watcher(zhandle_t *zh, int type, int state, const char *pat
 dsp_registry *dsp_registry_new(const char *cluster) {
   dsp_registry *r = calloc(1, sizeof(*r));
   if (r == NULL) return NULL;
+  dsp_health_settings_default(&r->defaults);
   snprintf(r->base, sizeof(r->base), "/dispatcher/%.128s", cluster);
   snprintf(r->folder, sizeof(r->folder), "/dispatcher/%.128s/workers", cluster);
   snprintf(r->requests, sizeof(r->requests), "/dispatcher/%.128s/requests", cluster);
@@ -469,6 +486,12 @@ void dsp_registry_free(dsp_registry *r) {
 }
 
 void dsp_registry_set_member(dsp_registry *r, dsp_member *m) { r->member = m; }
+
+void dsp_registry_set_monitor(dsp_registry *r, dsp_monitor *mon,
+                              const dsp_health_settings *defaults) {
+  r->monitor = mon;
+  if (defaults) r->defaults = *defaults;
+}
 
 int dsp_registry_loaded(const dsp_registry *r) { return r->table != NULL && r->loaded; }
 
@@ -681,8 +704,11 @@ static void make_parents(dsp_registry *r) {
 }
 
 void dsp_registry_add(dsp_registry *r, dsp_rpc_conn *c, uint64_t id, uint64_t token,
-                      const char *name, const char *addr, unsigned weight) {
-  char q[DSP_BAL_ADDR_MAX * 2 + 8], host[DSP_BAL_ADDR_MAX + 1];
+                      const char *name, const char *addr, unsigned weight, const char *check,
+                      unsigned heartbeat_ttl_ms) {
+  char q[DSP_BAL_ADDR_MAX * 2 + 8], qc[DSP_HEALTH_URL_MAX * 2 + 8], host[DSP_BAL_ADDR_MAX + 1];
+  char err[240], msg[300], ttl[48] = "";
+  dsp_worker_spec spec;
   int port;
   actx *a;
   if (weight == 0) weight = 1;
@@ -695,9 +721,23 @@ void dsp_registry_add(dsp_registry *r, dsp_rpc_conn *c, uint64_t id, uint64_t to
     dsp_rpc_reply_error(c, id, 0, DSP_PB(ERROR_CODE__BAD_REQUEST), "weight must be 1-1000");
     return;
   }
+  if (check != NULL && check[0] != '\0' && dsp_json_quote(check, qc, sizeof(qc)) != 0) {
+    dsp_rpc_reply_error(c, id, 0, DSP_PB(ERROR_CODE__BAD_REQUEST), "check URL too long");
+    return;
+  }
   if ((a = admin_start(r, c, id, token, OP_ADD, name)) == NULL) return;
   dsp_json_quote(addr, q, sizeof(q));
-  snprintf(a->data, sizeof(a->data), "{\"addr\":%s,\"weight\":%u}", q, weight);
+  if (heartbeat_ttl_ms) snprintf(ttl, sizeof(ttl), ",\"heartbeat_ttl_ms\":%u", heartbeat_ttl_ms);
+  snprintf(a->data, sizeof(a->data), "{\"addr\":%s,\"weight\":%u%s%s%s}", q, weight,
+           check && check[0] ? ",\"check\":" : "", check && check[0] ? qc : "", ttl);
+  /* What the coordinator will accept, checked before it is written. */
+  if (dsp_worker_parse(a->data, strlen(a->data), &r->defaults, &spec, err, sizeof(err)) != 0) {
+    snprintf(msg, sizeof(msg), "bad worker: %s", err);
+    dsp_rpc_reply_error(c, id, 0, DSP_PB(ERROR_CODE__BAD_REQUEST), msg);
+    dsp_rpc_conn_unref(a->conn);
+    free(a);
+    return;
+  }
   make_parents(r);
   zoo_create_op_init(&a->ops[token ? 1 : 0], a->path, a->data, (int)strlen(a->data),
                      &ZOO_OPEN_ACL_UNSAFE, 0, NULL, 0);

@@ -22,6 +22,7 @@
 struct dsp_service {
   dsp_member *member;
   dsp_registry *registry;
+  dsp_monitor *monitor;
   dsp_forwarder *forwarder;
   dsp_dedupe *reports;     /* (client_token, id) of Reports applied */
   /* Route replies are built here, reused from request to request. */
@@ -57,6 +58,8 @@ void dsp_service_set_registry(dsp_service *s, dsp_registry *r) { s->registry = r
 
 void dsp_service_set_forwarder(dsp_service *s, dsp_forwarder *f) { s->forwarder = f; }
 
+void dsp_service_set_monitor(dsp_service *s, dsp_monitor *m) { s->monitor = m; }
+
 void dsp_service_free(dsp_service *s) {
   if (s == NULL) return;
   dsp_balance_free(s->table);
@@ -78,6 +81,7 @@ static void set_role(dsp_service *s, int coordinator, int64_t epoch) {
   /* A new coordinator starts from a new table: cycles and in-flight counts
      do not survive a failover (docs/strategies.md). */
   if (s->registry) dsp_registry_follow(s->registry, NULL);
+  if (s->monitor) dsp_monitor_follow(s->monitor, NULL, 0);
   dsp_balance_free(s->table);
   s->table = NULL;
   s->epoch = 0;
@@ -91,6 +95,8 @@ static void set_role(dsp_service *s, int coordinator, int64_t epoch) {
     dsp_balance_set_default(s->table, s->default_strategy);
   dsp_balance_seed(s->table, random_seed());
   s->epoch = epoch;
+  /* Health records first: workers the registry adds find them. */
+  if (s->monitor) dsp_monitor_follow(s->monitor, s->table, epoch);
   if (s->registry) dsp_registry_follow(s->registry, s->table);
 }
 
@@ -108,7 +114,8 @@ void dsp_service_on_role(void *svc, int coordinator, int64_t epoch) {
    table. */
 static int coordinating(dsp_service *s, int64_t *epoch) {
   return s->table != NULL && s->member != NULL && dsp_member_is_coordinator(s->member, epoch) &&
-         (s->registry == NULL || dsp_registry_loaded(s->registry));
+         (s->registry == NULL || dsp_registry_loaded(s->registry)) &&
+         (s->monitor == NULL || dsp_monitor_loaded(s->monitor));
 }
 
 int dsp_service_ready(void *svc) { return coordinating(svc, NULL); }
@@ -215,8 +222,10 @@ static void report(dsp_service *s, dsp_rpc_conn *c, const dsp_pb_request *req, i
   }
   /* A repeat (same client token and id) is answered, not applied again. */
   if (req->client_token == 0 ||
-      !dsp_dedupe_seen(s->reports, req->client_token, req->origin_id ? req->origin_id : req->id))
+      !dsp_dedupe_seen(s->reports, req->client_token, req->origin_id ? req->origin_id : req->id)) {
     dsp_balance_report(s->table, w, rq->ok, (double)rq->latency_us);
+    if (s->monitor) dsp_monitor_report(s->monitor, w, rq->ok);
+  }
   r.id = req->id;
   r.epoch = epoch;
   r.body_case = DSP_PB(RESPONSE__BODY_REPORT);
@@ -224,10 +233,37 @@ static void report(dsp_service *s, dsp_rpc_conn *c, const dsp_pb_request *req, i
   dsp_rpc_reply(c, &r);
 }
 
+static void heartbeat(dsp_service *s, dsp_rpc_conn *c, const dsp_pb_request *req,
+                      int64_t epoch) {
+  const char *name = req->heartbeat->name ? req->heartbeat->name : "";
+  dsp_pb_response r = DISPATCHER__V1__RESPONSE__INIT;
+  Dispatcher__V1__HeartbeatReply reply = DISPATCHER__V1__HEARTBEAT_REPLY__INIT;
+  dsp_worker_id w;
+  char msg[400];
+  if (dsp_balance_find(s->table, name, &w) != 0) {
+    snprintf(msg, sizeof(msg), "no worker named '%.255s'", name);
+    dsp_rpc_reply_error(c, req->id, epoch, DSP_PB(ERROR_CODE__UNKNOWN_WORKER), msg);
+    return;
+  }
+  if (s->monitor == NULL || dsp_monitor_heartbeat(s->monitor, w) != 0) {
+    snprintf(msg, sizeof(msg),
+             "worker %.255s is not in heartbeat mode (its znode has no heartbeat_ttl_ms)", name);
+    dsp_rpc_reply_error(c, req->id, epoch, DSP_PB(ERROR_CODE__BAD_REQUEST), msg);
+    return;
+  }
+  r.id = req->id;
+  r.epoch = epoch;
+  r.body_case = DSP_PB(RESPONSE__BODY_HEARTBEAT);
+  r.heartbeat = &reply;
+  dsp_rpc_reply(c, &r);
+}
+
 /* The table as WorkerInfo messages; *wi and *wip are malloc'd (free both).
    Returns the count (0 when out of memory). */
-static size_t worker_infos(dsp_balance *t, Dispatcher__V1__WorkerInfo **wi_out,
+static size_t worker_infos(dsp_balance *t, const dsp_monitor *mon,
+                           Dispatcher__V1__WorkerInfo **wi_out,
                            Dispatcher__V1__WorkerInfo ***wip_out) {
+  uint64_t now = dsp_now_ms();
   size_t n = dsp_balance_count(t);
   Dispatcher__V1__WorkerInfo *wi = calloc(n ? n : 1, sizeof(*wi));
   Dispatcher__V1__WorkerInfo **wip = calloc(n ? n : 1, sizeof(*wip));
@@ -247,6 +283,27 @@ static size_t worker_infos(dsp_balance *t, Dispatcher__V1__WorkerInfo **wi_out,
     wi[i].inflight = (uint64_t)dsp_balance_worker_inflight(t, w);
     lat = dsp_balance_worker_latency(t, w);
     wi[i].latency_ms = lat < 0 ? 0 : lat / 1000.0;
+    wi[i].state = wi[i].eligible ? "up" : "down";
+    wi[i].heartbeat_age_ms = -1;
+    if (mon != NULL) {
+      const dsp_health *h = dsp_monitor_health(mon, w);
+      if (h == NULL) continue;
+      wi[i].state = (char *)dsp_health_state_name(dsp_health_state_of(h, now));
+      wi[i].reason = (char *)h->reason;
+      wi[i].state_ms = now > h->changed_ms ? now - h->changed_ms : 0;
+      wi[i].check = (char *)h->settings.check;
+      wi[i].consecutive_ok = h->consec_ok;
+      wi[i].consecutive_fail = h->consec_fail;
+      wi[i].probe_ms = (double)h->last_latency_us / 1000.0;
+      wi[i].last_error = (char *)h->last_error;
+      wi[i].heartbeat_ttl_ms = h->settings.heartbeat_ttl_ms;
+      if (h->heartbeat_seen)
+        wi[i].heartbeat_age_ms =
+            now > h->last_heartbeat_ms ? (int64_t)(now - h->last_heartbeat_ms) : 0;
+      wi[i].ejected = h->ejected != 0;
+      wi[i].probes = h->probes;
+      wi[i].probe_failures = h->probe_failures;
+    }
   }
   return n;
 }
@@ -256,7 +313,7 @@ static void worker_list(dsp_service *s, dsp_rpc_conn *c, const dsp_pb_request *r
   dsp_pb_response r = DISPATCHER__V1__RESPONSE__INIT;
   Dispatcher__V1__WorkerListReply wl = DISPATCHER__V1__WORKER_LIST_REPLY__INIT;
   Dispatcher__V1__WorkerInfo *wi, **wip;
-  wl.n_workers = worker_infos(s->table, &wi, &wip);
+  wl.n_workers = worker_infos(s->table, s->monitor, &wi, &wip);
   wl.workers = wip;
   r.id = req->id;
   r.epoch = epoch;
@@ -302,7 +359,7 @@ static void status_reply(status_ctx *x) {
   st.role = (char *)dsp_member_role(s->member);
   if (coordinating(s, &epoch)) {
     st.epoch = epoch;
-    st.n_workers = worker_infos(s->table, &wi, &wip);
+    st.n_workers = worker_infos(s->table, s->monitor, &wi, &wip);
     st.workers = wip;
   }
   if (l->known) {
@@ -428,6 +485,7 @@ void dsp_service_on_request(void *svc, dsp_rpc_conn *c, const dsp_pb_request *re
     case DSP_PB(REQUEST__BODY_ROUTE):
     case DSP_PB(REQUEST__BODY_REPORT):
     case DSP_PB(REQUEST__BODY_WORKER_LIST):
+    case DSP_PB(REQUEST__BODY_HEARTBEAT):
       if (!coordinating(s, &epoch)) {
         if (req->origin_id != 0) {
           /* Forwarded to us by a member that thinks we coordinate: never
@@ -445,13 +503,16 @@ void dsp_service_on_request(void *svc, dsp_rpc_conn *c, const dsp_pb_request *re
         route(s, c, req, epoch);
       } else if (req->body_case == DSP_PB(REQUEST__BODY_REPORT)) {
         report(s, c, req, epoch);
+      } else if (req->body_case == DSP_PB(REQUEST__BODY_HEARTBEAT)) {
+        heartbeat(s, c, req, epoch);
       } else {
         worker_list(s, c, req, epoch);
       }
       return;
     case DSP_PB(REQUEST__BODY_WORKER_ADD):
       dsp_registry_add(s->registry, c, req->id, req->client_token, req->worker_add->name,
-                       req->worker_add->addr, req->worker_add->weight);
+                       req->worker_add->addr, req->worker_add->weight, req->worker_add->check,
+                       req->worker_add->heartbeat_ttl_ms);
       return;
     case DSP_PB(REQUEST__BODY_WORKER_REMOVE):
       dsp_registry_remove(s->registry, c, req->id, req->client_token, req->worker_remove->name);
@@ -459,10 +520,6 @@ void dsp_service_on_request(void *svc, dsp_rpc_conn *c, const dsp_pb_request *re
     case DSP_PB(REQUEST__BODY_WORKER_SET_WEIGHT):
       dsp_registry_set_weight(s->registry, c, req->id, req->client_token,
                               req->worker_set_weight->name, req->worker_set_weight->weight);
-      return;
-    case DSP_PB(REQUEST__BODY_HEARTBEAT):
-      dsp_rpc_reply_error(c, req->id, 0, DSP_PB(ERROR_CODE__NOT_IMPLEMENTED),
-                          "heartbeats arrive with health checking");
       return;
     default:
       dsp_rpc_reply_error(c, req->id, 0, DSP_PB(ERROR_CODE__BAD_REQUEST), "unknown request");

@@ -1,8 +1,8 @@
 /*
  * service.h: what a member does with each RPC request (docs/protocol.md).
  *
- * Status is answered by every member itself. Route, Report and WorkerList
- * need the coordinator's table: the coordinator answers them from its
+ * Status is answered by every member itself. Route, Report, Heartbeat and
+ * WorkerList need the coordinator's table: the coordinator answers them from its
  * table, stamped with its epoch; any other member forwards them to the
  * coordinator (forwarder.h). Worker admin
  * requests are written to ZooKeeper by whichever member gets them
@@ -17,6 +17,7 @@
 #include "balance.h"
 #include "forwarder.h"
 #include "member.h"
+#include "monitor.h"
 #include "registry.h"
 #include "rpc_server.h"
 
@@ -34,6 +35,8 @@ dsp_service *dsp_service_new(const dsp_service_config *cfg);
 void dsp_service_set_member(dsp_service *s, dsp_member *m);
 /* The worker registry (admin requests; the coordinator's table follows it). */
 void dsp_service_set_registry(dsp_service *s, dsp_registry *r);
+/* The health monitor (the coordinator's; it follows the table). */
+void dsp_service_set_monitor(dsp_service *s, dsp_monitor *m);
 /* The link to the coordinator used while this member follows. */
 void dsp_service_set_forwarder(dsp_service *s, dsp_forwarder *f);
 void dsp_service_free(dsp_service *s);

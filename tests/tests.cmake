@@ -24,5 +24,6 @@ dsp_unit_test(test_json tests/unit/test_json.c dsp_core)
 dsp_unit_test(test_frame tests/unit/test_frame.c dsp_core)
 dsp_unit_test(test_dedupe tests/unit/test_dedupe.c dsp_core)
 dsp_unit_test(test_registry tests/unit/test_registry.c dsp_member)
+dsp_unit_test(test_health tests/unit/test_health.c dsp_core)
 
 include(tests/integration/integration.cmake)

@@ -21,11 +21,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size_t n = 0;
   dsp_worker_spec spec;
   dsp_json_parse((const char *)data, size, count, &n, err, sizeof(err));
-  if (dsp_worker_parse((const char *)data, size, &spec, err, sizeof(err)) == 0 &&
+  if (dsp_worker_parse((const char *)data, size, NULL, &spec, err, sizeof(err)) == 0 &&
       dsp_worker_set_weight_json((const char *)data, size, 7, out, sizeof(out)) == 0) {
     /* A rewrite is valid worker data with the new weight. */
     dsp_worker_spec again;
-    if (dsp_worker_parse(out, strlen(out), &again, err, sizeof(err)) != 0 || again.weight != 7 ||
+    if (dsp_worker_parse(out, strlen(out), NULL, &again, err, sizeof(err)) != 0 || again.weight != 7 ||
         strcmp(again.addr, spec.addr) != 0)
       __builtin_trap();
   }

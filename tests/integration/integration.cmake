@@ -35,3 +35,17 @@ target_link_libraries(test_rpc PRIVATE dsp_harness dsp_rpc)
 add_dependencies(test_rpc dispatcherd)
 dsp_scenarios(test_rpc rpc bad_input pipeline operations client_failover listen_in_use
   registry global_sequence leader_killed_under_load frozen_coordinator)
+
+# dispatch-worker, the controllable HTTP worker (no ZooKeeper).
+add_executable(test_worker tests/integration/test_worker.c)
+target_link_libraries(test_worker PRIVATE dsp_harness PkgConfig::CURL)
+add_dependencies(test_worker dispatch-worker)
+dsp_scenarios(test_worker worker flags health modes hang slow pipeline bad_requests stats
+  signals exit sigterm many)
+
+# HTTP health probes against an in-test responder on 127.0.0.1 (no ZooKeeper).
+add_executable(test_probe tests/integration/test_probe.c)
+target_include_directories(test_probe PRIVATE ${CMAKE_SOURCE_DIR}/tests)
+target_link_libraries(test_probe PRIVATE dsp_probe)
+dsp_scenarios(test_probe probe ok status body body_too_large redirect refused timeout dns
+  cancel many close close_in_callback bad_args bench)

@@ -1,0 +1,653 @@
+/*
+ * probe.c: see probe.h.
+ *
+ * curl's multi "socket" interface on libuv (docs/examples/multi-uv.c, with
+ * its gaps filled):
+ *  - curl says which sockets to watch through CURLMOPT_SOCKETFUNCTION; each
+ *    gets one uv_poll_t (a `sock`, attached with curl_multi_assign). A new
+ *    event mask for a known socket restarts its poll. CURL_POLL_REMOVE
+ *    closes the poll at once: curl closes the fd right after, and the
+ *    number is soon reused for another socket that must get a fresh poll.
+ *  - curl's single timeout (CURLMOPT_TIMERFUNCTION) is one uv_timer: -1
+ *    stops it, 0 fires it on the next loop turn (never a socket_action
+ *    from inside curl's callback, which curl forbids).
+ *  - after EVERY curl_multi_socket_action, curl_multi_info_read is drained
+ *    until empty: the example reads it only after socket events and so
+ *    loses a last transfer that ends by timing out.
+ * User callbacks run only from that drain, never from inside a curl call,
+ * so they may start, cancel (curl_multi_remove_handle also drops a pending
+ * DONE message of the removed handle) or close the prober.
+ *
+ * Probes in flight are found by token in a small chained hash table.
+ * Finished probes, with their easy handle, go to a free list and are reset
+ * (curl_easy_reset) when taken again; connections live in the multi
+ * handle's cache, so a recycled handle still reuses them.
+ *
+ * Names are resolved by curl's own resolver (threaded or c-ares, as curl
+ * was built); that is curl's business, and IP literals never touch it.
+ */
+#include "probe.h"
+
+#include <assert.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+#include "util.h"
+
+#define MAX_CONNECTS_DEFAULT 1024
+#define MAX_IDLE_EASY_DEFAULT 1024
+#define HASH_BITS_MIN 6
+#define BODY_KEEP_MAX 4096 /* body buffers up to this size stay with the handle */
+#define USER_AGENT "dispatcher-probe/1"
+
+typedef struct probe {
+  CURL *easy;
+  struct probe *next; /* hash chain while in flight, free list after */
+  uint64_t token;
+  dsp_probe_cb cb;
+  void *arg;
+  unsigned timeout_ms;
+  int lo, hi;
+  size_t limit;         /* body bytes allowed */
+  size_t received;      /* body bytes seen */
+  char *expect;         /* NULL when any body will do */
+  size_t expect_len;
+  char *body;           /* kept only when `expect` is set */
+  size_t body_cap;
+  unsigned too_large : 1, oom : 1;
+  char errbuf[CURL_ERROR_SIZE];
+} probe;
+
+typedef struct sock {
+  uv_poll_t poll;
+  dsp_prober *owner;
+  curl_socket_t fd;
+  struct sock *prev, *next; /* owner's open polls */
+} sock;
+
+struct dsp_prober {
+  uv_loop_t *loop;
+  CURLM *multi;
+  CURLU *url; /* scratch for validating URLs and naming hosts */
+  uv_timer_t timer;
+  sock *socks;
+  probe **table;
+  unsigned hash_bits;
+  size_t count; /* probes in flight */
+  probe *free_list;
+  size_t nfree, max_idle_easy;
+  int handles_open; /* timer + socks not yet closed */
+  int closing;
+  void (*done)(void *);
+  void *done_arg;
+  dsp_probe_stats stats;
+};
+
+/* --- token table ------------------------------------------------------- */
+
+static size_t slot(const dsp_prober *p, uint64_t token) {
+  return (size_t)((token * 0x9E3779B97F4A7C15ull) >> (64 - p->hash_bits));
+}
+
+static probe **find(dsp_prober *p, uint64_t token) {
+  probe **pp = &p->table[slot(p, token)];
+  while (*pp != NULL && (*pp)->token != token) pp = &(*pp)->next;
+  return pp;
+}
+
+/* Grow to keep chains short; on allocation failure chains just get longer. */
+static void grow(dsp_prober *p) {
+  unsigned bits = p->hash_bits + 1;
+  size_t n = (size_t)1 << p->hash_bits;
+  probe **old = p->table, **t = calloc((size_t)1 << bits, sizeof(*t));
+  if (t == NULL) return;
+  p->table = t;
+  p->hash_bits = bits;
+  for (size_t i = 0; i < n; i++) {
+    probe *pr = old[i], *next;
+    for (; pr != NULL; pr = next) {
+      size_t s = slot(p, pr->token);
+      next = pr->next;
+      pr->next = t[s];
+      t[s] = pr;
+    }
+  }
+  free(old);
+}
+
+/* --- probes and their easy handles ------------------------------------ */
+
+static void probe_destroy(probe *pr) {
+  curl_easy_cleanup(pr->easy);
+  free(pr->expect);
+  free(pr->body);
+  free(pr);
+}
+
+/* A probe with a clean easy handle: recycled if one is idle. NULL on OOM. */
+static probe *probe_take(dsp_prober *p) {
+  probe *pr = p->free_list;
+  if (pr != NULL) {
+    p->free_list = pr->next;
+    p->nfree--;
+    curl_easy_reset(pr->easy);
+  } else {
+    pr = calloc(1, sizeof(*pr));
+    if (pr == NULL) return NULL;
+    pr->easy = curl_easy_init();
+    if (pr->easy == NULL) {
+      free(pr);
+      return NULL;
+    }
+    p->stats.easy_created++;
+  }
+  pr->next = NULL;
+  pr->received = 0;
+  pr->too_large = pr->oom = 0;
+  pr->errbuf[0] = '\0';
+  return pr;
+}
+
+/* A probe out of the multi handle and the table goes back to the free list. */
+static void probe_recycle(dsp_prober *p, probe *pr) {
+  free(pr->expect);
+  pr->expect = NULL;
+  pr->cb = NULL;
+  pr->arg = NULL;
+  if (pr->body_cap > BODY_KEEP_MAX) {
+    free(pr->body);
+    pr->body = NULL;
+    pr->body_cap = 0;
+  }
+  if (p->closing || p->nfree >= p->max_idle_easy) {
+    probe_destroy(pr);
+    return;
+  }
+  pr->next = p->free_list;
+  p->free_list = pr;
+  p->nfree++;
+}
+
+/* CURLOPT_WRITEFUNCTION: count every body byte against the limit; keep them
+   only when a substring is expected. Returning short fails the transfer
+   with CURLE_WRITE_ERROR, told apart afterwards by too_large / oom. */
+static size_t on_body(char *data, size_t size, size_t n, void *userp) {
+  probe *pr = userp;
+  size_t len = size * n;
+  if (len > pr->limit - pr->received) {
+    pr->too_large = 1;
+    return 0;
+  }
+  if (pr->expect != NULL) {
+    if (pr->received + len > pr->body_cap) {
+      size_t cap = pr->body_cap ? pr->body_cap : 1024;
+      char *b;
+      while (cap < pr->received + len) cap *= 2;
+      if (cap > pr->limit) cap = pr->limit;
+      b = realloc(pr->body, cap);
+      if (b == NULL) {
+        pr->oom = 1;
+        return 0;
+      }
+      pr->body = b;
+      pr->body_cap = cap;
+    }
+    memcpy(pr->body + pr->received, data, len);
+  }
+  pr->received += len;
+  return len;
+}
+
+#define SETOPT(opt, val)                                                \
+  do {                                                                  \
+    if ((rc = curl_easy_setopt(e, opt, val)) != CURLE_OK) goto failed; \
+  } while (0)
+
+/* The easy handle's options for one probe. Returns 0, UV_ENOMEM (curl
+   copies strings), or UV_EINVAL if this libcurl refuses an option. */
+static int configure(probe *pr, const char *url) {
+  CURL *e = pr->easy;
+  CURLcode rc;
+  SETOPT(CURLOPT_URL, url);
+  SETOPT(CURLOPT_HTTPGET, 1L);
+  SETOPT(CURLOPT_NOSIGNAL, 1L);  /* no SIGALRM tricks: we own the process */
+  SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
+#if LIBCURL_VERSION_NUM >= 0x075500 /* 7.85.0 deprecated CURLOPT_PROTOCOLS */
+  SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+  SETOPT(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+  SETOPT(CURLOPT_PROXY, ""); /* "" disables proxies, the environment's too */
+  SETOPT(CURLOPT_TIMEOUT_MS, (long)pr->timeout_ms);
+  SETOPT(CURLOPT_USERAGENT, USER_AGENT);
+  /* Refuse early when Content-Length already says too much (FILESIZE_EXCEEDED);
+     on_body enforces the limit for chunked and close-delimited bodies. */
+  SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)pr->limit);
+  SETOPT(CURLOPT_WRITEFUNCTION, on_body);
+  SETOPT(CURLOPT_WRITEDATA, pr);
+  SETOPT(CURLOPT_PRIVATE, pr);
+  SETOPT(CURLOPT_ERRORBUFFER, pr->errbuf);
+  return 0;
+failed:
+  DSP_WARN("probe: curl_easy_setopt: %s", curl_easy_strerror(rc));
+  return rc == CURLE_OUT_OF_MEMORY ? UV_ENOMEM : UV_EINVAL;
+}
+
+#undef SETOPT
+
+/* --- judging a finished transfer --------------------------------------- */
+
+/* 1 if needle[0..nlen) occurs in hay[0..hlen) (memmem is a GNU extension). */
+static int contains(const char *hay, size_t hlen, const char *needle, size_t nlen) {
+  if (nlen == 0) return 1;
+  for (size_t i = 0; i + nlen <= hlen; i++) {
+    const char *q = memchr(hay + i, needle[0], hlen - nlen + 1 - i);
+    if (q == NULL) return 0;
+    i = (size_t)(q - hay);
+    if (memcmp(q, needle, nlen) == 0) return 1;
+  }
+  return 0;
+}
+
+/* Reasons may quote bytes from the network or the config: keep them to one
+   printable line. */
+static void clean_reason(char *s) {
+  for (; *s; s++)
+    if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f) *s = '?';
+}
+
+static void judge(dsp_prober *p, probe *pr, CURLcode rc, dsp_probe_result *r) {
+  long status = 0, os_errno = 0, connects = 0;
+  curl_off_t total = 0;
+  int too_large = pr->too_large || rc == CURLE_FILESIZE_EXCEEDED;
+  char *s = NULL;
+
+  memset(r, 0, sizeof(*r));
+  curl_easy_getinfo(pr->easy, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_getinfo(pr->easy, CURLINFO_TOTAL_TIME_T, &total);
+  curl_easy_getinfo(pr->easy, CURLINFO_NUM_CONNECTS, &connects);
+  if (connects > 0) p->stats.connects += (uint64_t)connects;
+  r->status = status;
+  r->latency_us = total > 0 ? (uint64_t)total : 0;
+
+  /* A body over the limit is judged after the status; other errors first. */
+  if (rc != CURLE_OK && !(too_large && rc == CURLE_WRITE_ERROR) &&
+      rc != CURLE_FILESIZE_EXCEEDED) {
+    r->kind = DSP_PROBE_OTHER;
+    switch (rc) {
+    case CURLE_OPERATION_TIMEDOUT:
+      r->kind = DSP_PROBE_TIMEOUT;
+      snprintf(r->reason, sizeof(r->reason), "timeout after %u ms", pr->timeout_ms);
+      break;
+    case CURLE_COULDNT_RESOLVE_HOST:
+      r->kind = DSP_PROBE_DNS;
+      if (curl_easy_getinfo(pr->easy, CURLINFO_EFFECTIVE_URL, &s) == CURLE_OK && s != NULL &&
+          curl_url_set(p->url, CURLUPART_URL, s, 0) == CURLUE_OK &&
+          curl_url_get(p->url, CURLUPART_HOST, &s, 0) == CURLUE_OK) {
+        snprintf(r->reason, sizeof(r->reason), "could not resolve host '%s'", s);
+        curl_free(s);
+      } else {
+        snprintf(r->reason, sizeof(r->reason), "could not resolve host");
+      }
+      break;
+    case CURLE_COULDNT_CONNECT:
+      curl_easy_getinfo(pr->easy, CURLINFO_OS_ERRNO, &os_errno);
+      if (os_errno == ECONNREFUSED) {
+        r->kind = DSP_PROBE_REFUSED;
+        snprintf(r->reason, sizeof(r->reason), "connection refused");
+        break;
+      }
+      /* fall through */
+    default:
+      if (pr->oom)
+        snprintf(r->reason, sizeof(r->reason), "out of memory for the body");
+      else if (pr->errbuf[0] != '\0')
+        snprintf(r->reason, sizeof(r->reason), "%.60s: %.130s", curl_easy_strerror(rc),
+                 pr->errbuf);
+      else
+        snprintf(r->reason, sizeof(r->reason), "%s", curl_easy_strerror(rc));
+      break;
+    }
+  } else if (status < pr->lo || status > pr->hi) {
+    if (status >= 300 && status <= 399) {
+      r->kind = DSP_PROBE_REDIRECT;
+      if (curl_easy_getinfo(pr->easy, CURLINFO_REDIRECT_URL, &s) == CURLE_OK && s != NULL)
+        snprintf(r->reason, sizeof(r->reason), "redirect (%ld) to %s not followed", status, s);
+      else
+        snprintf(r->reason, sizeof(r->reason), "redirect (%ld) not followed", status);
+    } else {
+      r->kind = DSP_PROBE_STATUS;
+      snprintf(r->reason, sizeof(r->reason), "status %ld (expected %d-%d)", status, pr->lo,
+               pr->hi);
+    }
+  } else if (too_large) {
+    r->kind = DSP_PROBE_BODY_TOO_LARGE;
+    snprintf(r->reason, sizeof(r->reason), "body over %zu bytes", pr->limit);
+  } else if (pr->expect != NULL &&
+             !contains(pr->body, pr->received, pr->expect, pr->expect_len)) {
+    r->kind = DSP_PROBE_BODY_MISMATCH;
+    snprintf(r->reason, sizeof(r->reason), "body does not contain \"%.100s\"", pr->expect);
+  } else {
+    r->kind = DSP_PROBE_OK;
+    r->ok = 1;
+    snprintf(r->reason, sizeof(r->reason), "status %ld", status);
+  }
+  clean_reason(r->reason);
+}
+
+/* One finished transfer: judge it, put the handle back, then tell the
+   caller (last, so the callback may do anything to the prober). */
+static void finish(dsp_prober *p, CURL *easy, CURLcode rc) {
+  char *priv = NULL;
+  probe *pr, **pp;
+  dsp_probe_result r;
+  dsp_probe_cb cb;
+  void *arg;
+
+  curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
+  pr = (probe *)priv;
+  assert(pr != NULL && pr->easy == easy);
+  judge(p, pr, rc, &r);
+  cb = pr->cb;
+  arg = pr->arg;
+  curl_multi_remove_handle(p->multi, easy);
+  pp = find(p, pr->token);
+  assert(*pp == pr);
+  *pp = pr->next;
+  p->count--;
+  probe_recycle(p, pr);
+  p->stats.completed++;
+  if (!r.ok) p->stats.failed++;
+  cb(arg, &r);
+}
+
+/* Every finished transfer, until curl has none left (or a callback closed
+   the prober: then the multi handle is gone). */
+static void drain(dsp_prober *p) {
+  CURLMsg *m;
+  int left;
+  while (!p->closing && (m = curl_multi_info_read(p->multi, &left)) != NULL)
+    if (m->msg == CURLMSG_DONE) finish(p, m->easy_handle, m->data.result);
+}
+
+static void socket_action(dsp_prober *p, curl_socket_t fd, int flags) {
+  int running;
+  CURLMcode mrc = curl_multi_socket_action(p->multi, fd, flags, &running);
+  if (mrc != CURLM_OK) DSP_WARN("probe: curl_multi_socket_action: %s", curl_multi_strerror(mrc));
+  drain(p);
+}
+
+/* --- curl's sockets and timer on the loop ------------------------------ */
+
+static void maybe_finish_close(dsp_prober *p) {
+  void (*done)(void *) = p->done;
+  void *arg = p->done_arg;
+  if (!p->closing || p->handles_open > 0) return;
+  free(p);
+  if (done != NULL) done(arg);
+}
+
+static void on_sock_closed(uv_handle_t *h) {
+  sock *s = DSP_CONTAINER_OF((uv_poll_t *)h, sock, poll);
+  dsp_prober *p = s->owner;
+  free(s);
+  p->handles_open--;
+  maybe_finish_close(p);
+}
+
+static void sock_close(sock *s) {
+  dsp_prober *p = s->owner;
+  if (s->prev != NULL) s->prev->next = s->next;
+  else p->socks = s->next;
+  if (s->next != NULL) s->next->prev = s->prev;
+  s->prev = s->next = NULL;
+  uv_close((uv_handle_t *)&s->poll, on_sock_closed);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events) {
+  sock *s = DSP_CONTAINER_OF(h, sock, poll);
+  int flags = 0;
+  if (status < 0) {
+    flags = CURL_CSELECT_ERR;
+  } else {
+    if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
+  }
+  /* s may be closed inside (CURL_POLL_REMOVE); its memory lives until the
+     close callback, but nothing here touches it again. */
+  socket_action(s->owner, s->fd, flags);
+}
+
+static void on_timer(uv_timer_t *t) {
+  socket_action(DSP_CONTAINER_OF(t, dsp_prober, timer), CURL_SOCKET_TIMEOUT, 0);
+}
+
+/* CURLMOPT_SOCKETFUNCTION. If a poll cannot be set up the socket goes
+   unwatched and its transfer ends by its own timeout: degraded, never stuck. */
+static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp) {
+  dsp_prober *p = userp;
+  sock *s = socketp;
+  int events = 0, err;
+  (void)easy;
+
+  if (what == CURL_POLL_REMOVE) {
+    /* curl closes fd right after this: drop the poll now, before the
+       number can come back as another socket. */
+    if (s != NULL) sock_close(s);
+    return 0;
+  }
+  if (p->closing) return 0;
+  if (what & CURL_POLL_IN) events |= UV_READABLE;
+  if (what & CURL_POLL_OUT) events |= UV_WRITABLE;
+  if (s == NULL) {
+    s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+      DSP_WARN("probe: no memory to watch a socket");
+      return 0;
+    }
+    err = uv_poll_init_socket(p->loop, &s->poll, fd);
+    if (err != 0) {
+      DSP_WARN("probe: uv_poll_init_socket(%d): %s", (int)fd, uv_strerror(err));
+      free(s);
+      return 0;
+    }
+    s->owner = p;
+    s->fd = fd;
+    s->next = p->socks;
+    if (p->socks != NULL) p->socks->prev = s;
+    p->socks = s;
+    p->handles_open++;
+    if (curl_multi_assign(p->multi, fd, s) != CURLM_OK) {
+      sock_close(s);
+      return 0;
+    }
+  }
+  /* A known socket with a new event mask: uv_poll_start replaces it. */
+  err = uv_poll_start(&s->poll, events, on_poll);
+  if (err != 0) DSP_WARN("probe: uv_poll_start(%d): %s", (int)fd, uv_strerror(err));
+  return 0;
+}
+
+/* CURLMOPT_TIMERFUNCTION: -1 stop, 0 soon (next loop turn), else in ms. */
+static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp) {
+  dsp_prober *p = userp;
+  (void)multi;
+  if (p->closing) return 0;
+  if (timeout_ms < 0)
+    uv_timer_stop(&p->timer);
+  else
+    uv_timer_start(&p->timer, on_timer, (uint64_t)timeout_ms, 0);
+  return 0;
+}
+
+/* --- public ------------------------------------------------------------ */
+
+dsp_prober *dsp_prober_new(uv_loop_t *loop, const dsp_prober_limits *limits) {
+  unsigned max_connects = limits && limits->max_connects ? limits->max_connects
+                                                         : MAX_CONNECTS_DEFAULT;
+  dsp_prober *p = calloc(1, sizeof(*p));
+  if (p == NULL) return NULL;
+  p->loop = loop;
+  p->max_idle_easy = limits && limits->max_idle_easy ? limits->max_idle_easy
+                                                     : MAX_IDLE_EASY_DEFAULT;
+  p->hash_bits = HASH_BITS_MIN;
+  p->table = calloc((size_t)1 << p->hash_bits, sizeof(*p->table));
+  if (p->table == NULL) goto fail;
+  p->url = curl_url();
+  if (p->url == NULL) goto fail;
+  p->multi = curl_multi_init();
+  if (p->multi == NULL) goto fail;
+  if (curl_multi_setopt(p->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket) != CURLM_OK ||
+      curl_multi_setopt(p->multi, CURLMOPT_SOCKETDATA, p) != CURLM_OK ||
+      curl_multi_setopt(p->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer) != CURLM_OK ||
+      curl_multi_setopt(p->multi, CURLMOPT_TIMERDATA, p) != CURLM_OK ||
+      curl_multi_setopt(p->multi, CURLMOPT_MAXCONNECTS, (long)max_connects) != CURLM_OK)
+    goto fail;
+  uv_timer_init(loop, &p->timer); /* cannot fail */
+  p->handles_open = 1;
+  return p;
+fail:
+  if (p->multi != NULL) curl_multi_cleanup(p->multi);
+  curl_url_cleanup(p->url);
+  free(p->table);
+  free(p);
+  return NULL;
+}
+
+static void on_timer_closed(uv_handle_t *h) {
+  dsp_prober *p = DSP_CONTAINER_OF((uv_timer_t *)h, dsp_prober, timer);
+  p->handles_open--;
+  maybe_finish_close(p);
+}
+
+void dsp_prober_close(dsp_prober *p, void (*done)(void *arg), void *arg) {
+  size_t n = (size_t)1 << p->hash_bits;
+  assert(!p->closing);
+  p->closing = 1;
+  p->done = done;
+  p->done_arg = arg;
+  for (size_t i = 0; i < n; i++) {
+    while (p->table[i] != NULL) {
+      probe *pr = p->table[i];
+      p->table[i] = pr->next;
+      curl_multi_remove_handle(p->multi, pr->easy);
+      probe_destroy(pr);
+    }
+  }
+  p->count = 0;
+  while (p->free_list != NULL) {
+    probe *pr = p->free_list;
+    p->free_list = pr->next;
+    probe_destroy(pr);
+  }
+  p->nfree = 0;
+  /* May still report CURL_POLL_REMOVE for sockets it closes. */
+  curl_multi_cleanup(p->multi);
+  p->multi = NULL;
+  curl_url_cleanup(p->url);
+  p->url = NULL;
+  free(p->table);
+  p->table = NULL;
+  while (p->socks != NULL) sock_close(p->socks);
+  uv_close((uv_handle_t *)&p->timer, on_timer_closed);
+}
+
+int dsp_probe_start(dsp_prober *p, uint64_t token, const dsp_probe_spec *spec, dsp_probe_cb cb,
+                    void *arg) {
+  int lo, hi, err;
+  size_t limit, expect_len;
+  probe *pr, **pp;
+
+  if (p->closing || spec == NULL || cb == NULL || spec->url == NULL) return UV_EINVAL;
+  if (spec->timeout_ms == 0 || spec->timeout_ms > DSP_PROBE_TIMEOUT_MAX) return UV_EINVAL;
+  lo = spec->status_lo;
+  hi = spec->status_hi;
+  if (lo == 0 && hi == 0) {
+    lo = 200;
+    hi = 299;
+  }
+  if (lo < 100 || hi > 599 || lo > hi) return UV_EINVAL;
+  limit = spec->body_limit ? spec->body_limit : DSP_PROBE_BODY_LIMIT_DEFAULT;
+  if (limit > DSP_PROBE_BODY_LIMIT_MAX) return UV_EINVAL;
+  expect_len = spec->expect_body ? strlen(spec->expect_body) : 0;
+  if (expect_len > limit) return UV_EINVAL;
+  /* A whole URL with an http(s) scheme; curl's parser also rejects spaces
+     and control bytes. */
+  if (strnlen(spec->url, DSP_PROBE_URL_MAX + 1) > DSP_PROBE_URL_MAX ||
+      (strncasecmp(spec->url, "http://", 7) != 0 && strncasecmp(spec->url, "https://", 8) != 0))
+    return UV_EINVAL;
+  switch (curl_url_set(p->url, CURLUPART_URL, spec->url, 0)) {
+  case CURLUE_OK: break;
+  case CURLUE_OUT_OF_MEMORY: return UV_ENOMEM;
+  default: return UV_EINVAL;
+  }
+  pp = find(p, token);
+  if (*pp != NULL) return UV_EEXIST;
+
+  pr = probe_take(p);
+  if (pr == NULL) return UV_ENOMEM;
+  pr->token = token;
+  pr->cb = cb;
+  pr->arg = arg;
+  pr->timeout_ms = spec->timeout_ms;
+  pr->lo = lo;
+  pr->hi = hi;
+  pr->limit = limit;
+  pr->expect_len = expect_len;
+  if (expect_len > 0) {
+    pr->expect = strdup(spec->expect_body);
+    if (pr->expect == NULL) {
+      err = UV_ENOMEM;
+      goto fail;
+    }
+  }
+  err = configure(pr, spec->url);
+  if (err != 0) goto fail;
+  /* Calls on_curl_timer (0: start on the next loop turn), never a transfer
+     callback, so nothing completes inside dsp_probe_start. */
+  if (curl_multi_add_handle(p->multi, pr->easy) != CURLM_OK) {
+    err = UV_ENOMEM;
+    goto fail;
+  }
+  pr->next = *pp;
+  *pp = pr;
+  p->count++;
+  p->stats.started++;
+  if (p->count > ((size_t)1 << p->hash_bits)) grow(p);
+  return 0;
+fail:
+  probe_recycle(p, pr);
+  return err;
+}
+
+void dsp_probe_cancel(dsp_prober *p, uint64_t token) {
+  probe **pp, *pr;
+  if (p->closing) return;
+  pp = find(p, token);
+  pr = *pp;
+  if (pr == NULL) return;
+  *pp = pr->next;
+  p->count--;
+  /* Also drops a DONE message not yet read (curl's multi.c). */
+  curl_multi_remove_handle(p->multi, pr->easy);
+  probe_recycle(p, pr);
+  p->stats.cancelled++;
+}
+
+void dsp_prober_stats(const dsp_prober *p, dsp_probe_stats *out) {
+  *out = p->stats;
+  out->in_flight = p->count;
+}
+
+const char *dsp_probe_kind_name(int kind) {
+  static const char *const names[] = {
+      "ok",     "refused",       "timeout",        "dns",      "status",
+      "body_mismatch", "body_too_large", "redirect", "other"};
+  if (kind < 0 || (size_t)kind >= DSP_ARRAY_SIZE(names)) return "unknown";
+  return names[kind];
+}
