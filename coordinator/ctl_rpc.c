@@ -7,7 +7,9 @@
 
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,11 +44,33 @@ static void print_workers_json(Dispatcher__V1__WorkerInfo *const *ws, size_t n) 
     dsp_json_print(stdout, ws[i]->name);
     printf(",\"addr\":");
     dsp_json_print(stdout, ws[i]->addr);
-    printf(",\"weight\":%u,\"eligible\":%s,\"inflight\":%" PRIu64 ",\"latency_ms\":%.3f}",
+    printf(",\"weight\":%u,\"eligible\":%s,\"inflight\":%" PRIu64 ",\"latency_ms\":%.3f",
            ws[i]->weight, ws[i]->eligible ? "true" : "false", ws[i]->inflight,
            ws[i]->latency_ms);
+    printf(",\"state\":");
+    dsp_json_print(stdout, ws[i]->state ? ws[i]->state : "");
+    printf(",\"state_ms\":%" PRIu64 ",\"reason\":", ws[i]->state_ms);
+    dsp_json_print(stdout, ws[i]->reason ? ws[i]->reason : "");
+    printf(",\"check\":");
+    dsp_json_print(stdout, ws[i]->check ? ws[i]->check : "");
+    printf(",\"consecutive_ok\":%u,\"consecutive_fail\":%u,\"probe_ms\":%.3f,"
+           "\"probes\":%" PRIu64 ",\"probe_failures\":%" PRIu64 ",\"last_error\":",
+           ws[i]->consecutive_ok, ws[i]->consecutive_fail, ws[i]->probe_ms, ws[i]->probes,
+           ws[i]->probe_failures);
+    dsp_json_print(stdout, ws[i]->last_error ? ws[i]->last_error : "");
+    printf(",\"heartbeat_ttl_ms\":%u,\"heartbeat_age_ms\":%" PRId64 ",\"ejected\":%s}",
+           ws[i]->heartbeat_ttl_ms, ws[i]->heartbeat_age_ms, ws[i]->ejected ? "true" : "false");
   }
   printf("]");
+}
+
+/* "3.2s", "14m", "2h", "5d": how long a worker has been in its state. */
+static void fmt_age(uint64_t ms, char *out, size_t len) {
+  if (ms < 10000) snprintf(out, len, "%.1fs", (double)ms / 1000.0);
+  else if (ms < 120000) snprintf(out, len, "%" PRIu64 "s", ms / 1000);
+  else if (ms < 7200000) snprintf(out, len, "%" PRIu64 "m", ms / 60000);
+  else if (ms < 172800000) snprintf(out, len, "%" PRIu64 "h", ms / 3600000);
+  else snprintf(out, len, "%" PRIu64 "d", ms / 86400000);
 }
 
 /* An error response: print it, return 1. */
@@ -370,13 +394,27 @@ int dsp_ctl_report_main(int argc, char **argv, const dsp_ctl_opts *o) {
 static void worker_usage(FILE *out) {
   fprintf(out,
 "Usage: dispatchctl [-s HOST:PORT,...] worker add NAME HOST:PORT [--weight W]\n"
+"                                               [--check URL] [--heartbeat-ttl MS]\n"
 "                                           worker rm NAME\n"
 "                                           worker weight NAME W\n"
 "                                           worker ls [--json]\n"
 "\n"
 "Manage the worker registry (ZooKeeper /dispatcher/<cluster>/workers). Any\n"
 "member writes it; the coordinator applies each change before its next\n"
-"decision. ls shows the coordinator's table. W is 1-1000 (default 1).\n");
+"decision. W is 1-1000 (default 1).\n"
+"\n"
+"  --check URL          probe GET URL (http:// or https://); the worker takes\n"
+"                       tasks only after its first passing probe\n"
+"  --heartbeat-ttl MS   heartbeat mode: down when no heartbeat for MS\n"
+"                       (see dispatchctl heartbeat)\n"
+"\n"
+"Other health settings (interval_ms, fall, rise, expect_status, ...) are keys\n"
+"of the worker's znode; see docs/health.md.\n"
+"\n"
+"ls shows the coordinator's table: STATE is up, down or pending (waiting for a\n"
+"first probe or heartbeat), FOR how long, OK/FAIL the probes passed or failed\n"
+"in a row, PROBE_MS the last probe's time, and WHY the reason of the last\n"
+"change (the last probe error while down).\n");
 }
 
 static int worker_ls(dsp_client *cl, int json) {
@@ -406,12 +444,21 @@ static int worker_ls(dsp_client *cl, int json) {
       if ((int)strlen(w->name) > wn) wn = (int)strlen(w->name);
       if ((int)strlen(w->addr) > wa) wa = (int)strlen(w->addr);
     }
-    printf("%-*s  %-*s  %6s  %-5s  %8s  %10s\n", wn, "WORKER", wa, "ADDR", "WEIGHT", "STATE",
-           "INFLIGHT", "LATENCY_MS");
+    printf("%-*s  %-*s  %6s  %-7s  %6s  %4s  %4s  %8s  %8s  %10s  %s\n", wn, "WORKER", wa,
+           "ADDR", "WEIGHT", "STATE", "FOR", "OK", "FAIL", "PROBE_MS", "INFLIGHT", "LATENCY_MS",
+           "WHY");
     for (size_t i = 0; i < r->worker_list->n_workers; i++) {
       const Dispatcher__V1__WorkerInfo *w = r->worker_list->workers[i];
-      printf("%-*s  %-*s  %6u  %-5s  %8" PRIu64 "  %10.3f\n", wn, w->name, wa, w->addr,
-             w->weight, w->eligible ? "up" : "down", w->inflight, w->latency_ms);
+      char age[16], probe[16] = "-";
+      const char *why = w->reason ? w->reason : "";
+      fmt_age(w->state_ms, age, sizeof(age));
+      if (w->probes > 0) snprintf(probe, sizeof(probe), "%.1f", w->probe_ms);
+      if (!w->eligible && w->last_error && w->last_error[0] && w->consecutive_fail > 0)
+        why = w->last_error;
+      if (w->ejected) why = "ejected: failed reports (max_fails)";
+      printf("%-*s  %-*s  %6u  %-7s  %6s  %4u  %4u  %8s  %8" PRIu64 "  %10.3f  %s\n", wn,
+             w->name, wa, w->addr, w->weight, w->state && w->state[0] ? w->state : "?", age,
+             w->consecutive_ok, w->consecutive_fail, probe, w->inflight, w->latency_ms, why);
     }
   }
   dsp_client_free_response(r);
@@ -420,10 +467,13 @@ static int worker_ls(dsp_client *cl, int json) {
 
 int dsp_ctl_worker_main(int argc, char **argv, const dsp_ctl_opts *o) {
   static const struct option opts[] = {{"weight", required_argument, NULL, 'w'},
+                                       {"check", required_argument, NULL, 'c'},
+                                       {"heartbeat-ttl", required_argument, NULL, 't'},
                                        {"json", no_argument, NULL, 'j'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
-  long long weight = 1;
+  long long weight = 1, ttl = 0;
+  const char *check = NULL;
   int json = o->json, c, rc, nargs;
   char err[512];
   const char *verb;
@@ -444,6 +494,16 @@ int dsp_ctl_worker_main(int argc, char **argv, const dsp_ctl_opts *o) {
         if (dsp_parse_int(optarg, 1, 1000, &weight) != 0)
           return usage_error("worker", "--weight: '%s' is not a number from 1 to 1000", optarg);
         break;
+      case 'c':
+        if (strncmp(optarg, "http://", 7) != 0 && strncmp(optarg, "https://", 8) != 0)
+          return usage_error("worker", "--check: '%s' is not an http:// or https:// URL", optarg);
+        check = optarg;
+        break;
+      case 't':
+        if (dsp_parse_int(optarg, 100, 86400000, &ttl) != 0)
+          return usage_error("worker", "--heartbeat-ttl: '%s' is not a number of milliseconds "
+                             "in 100-86400000", optarg);
+        break;
       case 'h': worker_usage(stdout); return 0;
       case ':': return usage_error("worker", "option '%s' needs a value", argv[optind - 1]);
       default: return usage_error("worker", "unknown option '%s'", argv[optind - 1]);
@@ -458,8 +518,12 @@ int dsp_ctl_worker_main(int argc, char **argv, const dsp_ctl_opts *o) {
     add.name = args[0];
     add.addr = args[1];
     add.weight = (uint32_t)weight;
+    add.check = (char *)(check ? check : "");
+    add.heartbeat_ttl_ms = (uint32_t)ttl;
     req.body_case = DSP_PB(REQUEST__BODY_WORKER_ADD);
     req.worker_add = &add;
+  } else if (check != NULL || ttl != 0) {
+    return usage_error("worker", "--check and --heartbeat-ttl go with add, not '%s'", verb);
   } else if (strcmp(verb, "rm") == 0) {
     if (nargs != 1) return usage_error("worker", "rm needs NAME%s", "");
     rm.name = args[0];
@@ -497,4 +561,96 @@ int dsp_ctl_worker_main(int argc, char **argv, const dsp_ctl_opts *o) {
   dsp_client_free_response(r);
   dsp_client_free(cl);
   return rc;
+}
+
+/* ---- heartbeat ------------------------------------------------------------- */
+
+static void heartbeat_usage(FILE *out) {
+  fprintf(out,
+"Usage: dispatchctl [-s HOST:PORT,...] heartbeat NAME [--every MS] [--json]\n"
+"\n"
+"Tell the coordinator that worker NAME is alive. NAME must be in heartbeat\n"
+"mode (heartbeat_ttl_ms in its znode, or worker add --heartbeat-ttl): it is\n"
+"down when no heartbeat arrives within its TTL. Any member takes it.\n"
+"\n"
+"  --every MS   keep sending, one every MS (100-3600000), until killed; a\n"
+"               failed send is reported on stderr and the loop goes on.\n"
+"               Send well within the TTL (a third of it, say).\n"
+"\n"
+"Exit status: 0 once sent (without --every), 1 on an error, 2 on bad usage.\n");
+}
+
+static volatile sig_atomic_t hb_stop;
+static void hb_on_signal(int sig) {
+  (void)sig;
+  hb_stop = 1;
+}
+
+int dsp_ctl_heartbeat_main(int argc, char **argv, const dsp_ctl_opts *o) {
+  static const struct option opts[] = {{"every", required_argument, NULL, 'e'},
+                                       {"json", no_argument, NULL, 'j'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+  long long every = 0;
+  int json = o->json, c, rc = 0;
+  unsigned long long sent = 0;
+  char err[512];
+  dsp_client *cl;
+
+  optind = 1;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    if (parse_common(c, &json)) continue;
+    switch (c) {
+      case 'e':
+        if (dsp_parse_int(optarg, 100, 3600000, &every) != 0)
+          return usage_error("heartbeat", "--every: '%s' is not a number of milliseconds in "
+                             "100-3600000", optarg);
+        break;
+      case 'h': heartbeat_usage(stdout); return 0;
+      case ':': return usage_error("heartbeat", "option '%s' needs a value", argv[optind - 1]);
+      default: return usage_error("heartbeat", "unknown option '%s'", argv[optind - 1]);
+    }
+  }
+  if (argc - optind != 1) return usage_error("heartbeat", "needs the worker's NAME%s", "");
+  cl = dsp_client_new(o->servers, o->timeout_ms, err, sizeof(err));
+  if (cl == NULL) {
+    fprintf(stderr, "dispatchctl: %s\n", err);
+    return 1;
+  }
+  if (every) {
+    signal(SIGTERM, hb_on_signal);
+    signal(SIGINT, hb_on_signal);
+  }
+  do {
+    dsp_pb_request req = DISPATCHER__V1__REQUEST__INIT;
+    Dispatcher__V1__HeartbeatRequest hb = DISPATCHER__V1__HEARTBEAT_REQUEST__INIT;
+    dsp_pb_response *r = NULL;
+    uint64_t start = dsp_now_ms();
+    hb.name = argv[optind];
+    req.body_case = DSP_PB(REQUEST__BODY_HEARTBEAT);
+    req.heartbeat = &hb;
+    if (dsp_client_call(cl, &req, &r, err, sizeof(err)) != 0) {
+      fprintf(stderr, "dispatchctl: %s\n", err);
+      rc = 1;
+    } else if (r->body_case == DSP_PB(RESPONSE__BODY_ERROR)) {
+      rc = rpc_error(r);
+    } else {
+      rc = 0;
+      sent++;
+      if (json) printf("{\"ok\":true,\"epoch\":%" PRId64 "}\n", r->epoch);
+      if (json) fflush(stdout);
+    }
+    dsp_client_free_response(r);
+    if (every && !hb_stop) {
+      uint64_t spent = dsp_now_ms() - start;
+      if (spent < (uint64_t)every) {
+        struct timespec ts = {(time_t)((uint64_t)every - spent) / 1000,
+                              (long)(((uint64_t)every - spent) % 1000) * 1000000L};
+        nanosleep(&ts, NULL); /* a signal cuts it short */
+      }
+    }
+  } while (every && !hb_stop);
+  dsp_client_free(cl);
+  return every ? 0 : rc;
 }

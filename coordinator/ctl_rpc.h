@@ -18,5 +18,6 @@ int dsp_ctl_status_main(int argc, char **argv, const dsp_ctl_opts *o);
 int dsp_ctl_route_main(int argc, char **argv, const dsp_ctl_opts *o);
 int dsp_ctl_report_main(int argc, char **argv, const dsp_ctl_opts *o);
 int dsp_ctl_worker_main(int argc, char **argv, const dsp_ctl_opts *o);
+int dsp_ctl_heartbeat_main(int argc, char **argv, const dsp_ctl_opts *o);
 
 #endif

@@ -21,6 +21,7 @@ static int status(int argc, char **argv) { return dsp_ctl_status_main(argc, argv
 static int route(int argc, char **argv) { return dsp_ctl_route_main(argc, argv, &opts); }
 static int report(int argc, char **argv) { return dsp_ctl_report_main(argc, argv, &opts); }
 static int worker(int argc, char **argv) { return dsp_ctl_worker_main(argc, argv, &opts); }
+static int heartbeat(int argc, char **argv) { return dsp_ctl_heartbeat_main(argc, argv, &opts); }
 
 typedef struct {
   const char *name;
@@ -33,6 +34,7 @@ static const command commands[] = {
     {"route", route, "ask the coordinator for routing decisions"},
     {"report", report, "report how a routed task ended (ok/fail, latency)"},
     {"worker", worker, "add, remove, reweigh or list workers (add|rm|weight|ls)"},
+    {"heartbeat", heartbeat, "tell the coordinator a worker is alive, once or every MS"},
     {"election", election, "show the election as ZooKeeper has it (leader, epoch, members)"},
     {"simulate", simulate, "try a routing strategy offline on a worker list (no cluster needed)"},
 };

@@ -49,3 +49,10 @@ target_include_directories(test_probe PRIVATE ${CMAKE_SOURCE_DIR}/tests)
 target_link_libraries(test_probe PRIVATE dsp_probe)
 dsp_scenarios(test_probe probe ok status body body_too_large redirect refused timeout dns
   cancel many close close_in_callback bad_args bench)
+
+# Health checking end to end: real members, real HTTP workers.
+add_executable(test_checks tests/integration/test_checks.c)
+target_link_libraries(test_checks PRIVATE dsp_harness dsp_rpc)
+add_dependencies(test_checks dispatcherd dispatchctl dispatch-worker)
+dsp_scenarios(test_checks health killed_and_recovered hanging_worker heartbeat passive
+  dead_then_failover bad_settings)
