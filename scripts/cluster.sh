@@ -3,17 +3,19 @@
 # private ZooKeeper, for trying things out. Everything lives in .cluster/
 # (ignored by git): ZooKeeper's data, logs and pid files.
 #
-#   scripts/cluster.sh up                 set up, build, start ZooKeeper and d1..d3
-#                                         (starts only what is not running)
+#   scripts/cluster.sh up                 set up, build, start ZooKeeper, d1..d3 and
+#                                         three demo workers w1..w3 (dispatch-worker,
+#                                         health-checked); starts only what is not running
 #   scripts/cluster.sh status             members, pids, roles; leader and epoch
 #   scripts/cluster.sh kill-leader [--signal KILL|TERM|STOP]
 #   scripts/cluster.sh cont               SIGCONT every stopped member
 #   scripts/cluster.sh down               stop everything it started, by pid
 #
 # Environment: DSP_ZK_PORT (default 2281), DSP_BASE_PORT (members listen on
-# BASE+1..BASE+3, default 7000), DSP_SESSION_TIMEOUT (ms, default 4000),
-# DSP_CLUSTER (default "default"), DSP_BUILD_DIR (default build),
-# DSP_CLUSTER_DIR (state, default .cluster).
+# BASE+1..BASE+3, demo workers on BASE+11..BASE+13; default 7000),
+# DSP_SESSION_TIMEOUT (ms, default 4000), DSP_CLUSTER (default "default"),
+# DSP_BUILD_DIR (default build), DSP_CLUSTER_DIR (state, default .cluster),
+# DSP_DEMO_WORKERS=0 to start no demo workers.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,6 +26,8 @@ timeout_ms=${DSP_SESSION_TIMEOUT:-4000}
 cluster=${DSP_CLUSTER:-default}
 build=${DSP_BUILD_DIR:-$root/build}
 members=(d1 d2 d3)
+workers=(w1 w2 w3)
+demo=${DSP_DEMO_WORKERS:-1}
 zkcli=/usr/share/zookeeper/bin/zkCli.sh
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
@@ -33,6 +37,7 @@ awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SO
 }
 
 member_port() { echo $((base_port + ${1#d})); }
+worker_port() { echo $((base_port + 10 + ${1#w})); }
 
 # Running (or stopped) and not a zombie waiting to be reaped.
 alive() {
@@ -50,8 +55,12 @@ leader_id() {
     sed -n 's/.*"leader":{"id":"\([^"]*\)".*/\1/p'
 }
 
-zk_up() {
-  [[ "$(echo ruok | nc -q1 -w1 127.0.0.1 "$zk_port" 2>/dev/null)" == imok ]]
+zk_up() { # three tries: a busy machine can miss one
+  local i
+  for i in 1 2 3; do
+    [[ "$(echo ruok | nc -q1 -w2 127.0.0.1 "$zk_port" 2>/dev/null)" == imok ]] && return 0
+  done
+  return 1
 }
 
 start_zk() {
@@ -91,10 +100,25 @@ start_member() {
   echo "started $id on 127.0.0.1:$port (pid $!), log $state/$id.log"
 }
 
+# A demo worker: a dispatch-worker process, registered (once) with a check.
+start_worker() {
+  local id=$1 port
+  port=$(worker_port "$id")
+  if ! alive "$state/$id.pid"; then
+    nohup "$build/bin/dispatch-worker" --listen "127.0.0.1:$port" --name "$id" \
+      >>"$state/$id.log" 2>&1 &
+    echo $! >"$state/$id.pid"
+    echo "started worker $id on 127.0.0.1:$port (pid $!), log $state/$id.log"
+  fi
+  ctl -s "127.0.0.1:$(member_port d1),127.0.0.1:$(member_port d2),127.0.0.1:$(member_port d3)" \
+    worker add "$id" "127.0.0.1:$port" --check "http://127.0.0.1:$port/health" \
+    >/dev/null 2>&1 || true # already registered
+}
+
 cmd_up() {
   "$root/scripts/setup.sh"
   cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-  cmake --build "$build" --target dispatcherd dispatchctl -j"$(nproc)" >/dev/null
+  cmake --build "$build" --target dispatcherd dispatchctl dispatch-worker -j"$(nproc)" >/dev/null
   mkdir -p "$state"
   start_zk
   for id in "${members[@]}"; do start_member "$id"; done
@@ -105,6 +129,9 @@ cmd_up() {
     sleep 0.1
   done
   [[ -n $leader ]] || die "no leader after 10 s; see $state/d*.log"
+  if [[ $demo != 0 ]]; then
+    for id in "${workers[@]}"; do start_worker "$id"; done
+  fi
   echo
   cmd_status
   cat <<EOT
@@ -119,6 +146,16 @@ Or, faster:
 Try a failover:  scripts/cluster.sh kill-leader [--signal KILL|TERM|STOP]
 Stop it all:     scripts/cluster.sh down
 EOT
+  if [[ $demo != 0 ]]; then
+    cat <<EOT
+
+Route and watch the workers' health:
+  $build/bin/dispatchctl -s 127.0.0.1:$(member_port d1),127.0.0.1:$(member_port d2),127.0.0.1:$(member_port d3) route -n 6
+  $build/bin/dispatchctl -s 127.0.0.1:$(member_port d1),127.0.0.1:$(member_port d2),127.0.0.1:$(member_port d3) worker ls
+Make w2 fail its checks, then recover:
+  curl 127.0.0.1:$(worker_port w2)/control/fail;  curl 127.0.0.1:$(worker_port w2)/control/ok
+EOT
+  fi
 }
 
 cmd_status() {
@@ -138,6 +175,13 @@ cmd_status() {
       fi
     fi
     printf '%-6s %-16s %-8s %-9s %s\n' "$id" "127.0.0.1:$(member_port "$id")" "$pid" "$proc" "$role"
+  done
+  for id in "${workers[@]}"; do
+    [[ -f $state/$id.pid ]] || continue
+    local pid proc=down
+    pid=$(cat "$state/$id.pid")
+    alive "$state/$id.pid" && proc=running
+    printf '%-6s %-16s %-8s %-9s %s\n' "$id" "127.0.0.1:$(worker_port "$id")" "$pid" "$proc" "demo worker"
   done
   echo
   if zk_up; then
@@ -195,6 +239,7 @@ stop_pid() {
 cmd_down() {
   [[ -d $state ]] || { echo "nothing to stop"; return; }
   for id in "${members[@]}"; do stop_pid "$state/$id.pid" "$id"; done
+  for id in "${workers[@]}"; do stop_pid "$state/$id.pid" "worker $id"; done
   stop_pid "$state/zk.pid" ZooKeeper
 }
 
