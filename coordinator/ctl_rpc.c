@@ -58,8 +58,15 @@ static void print_workers_json(Dispatcher__V1__WorkerInfo *const *ws, size_t n) 
            ws[i]->consecutive_ok, ws[i]->consecutive_fail, ws[i]->probe_ms, ws[i]->probes,
            ws[i]->probe_failures);
     dsp_json_print(stdout, ws[i]->last_error ? ws[i]->last_error : "");
-    printf(",\"heartbeat_ttl_ms\":%u,\"heartbeat_age_ms\":%" PRId64 ",\"ejected\":%s}",
+    printf(",\"heartbeat_ttl_ms\":%u,\"heartbeat_age_ms\":%" PRId64 ",\"ejected\":%s",
            ws[i]->heartbeat_ttl_ms, ws[i]->heartbeat_age_ms, ws[i]->ejected ? "true" : "false");
+    printf(",\"failures\":{");
+    for (size_t k = 0; k < ws[i]->n_failures; k++) {
+      printf("%s", k ? "," : "");
+      dsp_json_print(stdout, ws[i]->failures[k]->kind);
+      printf(":%" PRIu64, ws[i]->failures[k]->count);
+    }
+    printf("}}");
   }
   printf("]");
 }

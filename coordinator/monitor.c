@@ -46,6 +46,7 @@ typedef struct entry {
   int live;                /* in the monitor's list (not dropped) */
   int64_t czxid;           /* of the worker znode */
   uint32_t written_seq;    /* h.record_seq last written (or read) */
+  uint64_t failures[DSP_MONITOR_KINDS]; /* probe failures by kind */
   dsp_health h;
   char name[DSP_BAL_NAME_MAX + 1];
 } entry;
@@ -274,7 +275,10 @@ static void on_probe_done(void *arg, const dsp_probe_result *r) {
   uint64_t now = dsp_now_ms();
   e->probing = 0;
   m->stats.probes++;
-  if (!r->ok) m->stats.probe_failures++;
+  if (!r->ok) {
+    m->stats.probe_failures++;
+    e->failures[r->kind > 0 && r->kind < DSP_MONITOR_KINDS ? r->kind : DSP_PROBE_OTHER]++;
+  }
   dsp_health_probe_result(&e->h, r->ok, r->reason, r->latency_us, now);
   apply(e, now);
 }
@@ -307,6 +311,7 @@ static void on_probe_due(uv_timer_t *t) {
     char why[96];
     uint64_t now = dsp_now_ms();
     snprintf(why, sizeof(why), "cannot probe: %s", uv_strerror(rc));
+    e->failures[DSP_PROBE_OTHER]++;
     dsp_health_probe_result(&e->h, 0, why, 0, now);
     apply(e, now);
   }
@@ -454,6 +459,14 @@ const dsp_health *dsp_monitor_health(const dsp_monitor *m, dsp_worker_id id) {
 }
 
 void dsp_monitor_stats_get(const dsp_monitor *m, dsp_monitor_stats *out) { *out = m->stats; }
+
+int dsp_monitor_failures(const dsp_monitor *m, dsp_worker_id id,
+                         uint64_t out[DSP_MONITOR_KINDS]) {
+  const entry *e = entry_of(m, id);
+  if (e == NULL) return -1;
+  memcpy(out, e->failures, sizeof(e->failures));
+  return 0;
+}
 
 /* ---- loading the records ------------------------------------------------------ */
 

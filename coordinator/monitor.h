@@ -84,6 +84,12 @@ const dsp_health *dsp_monitor_health(const dsp_monitor *m, dsp_worker_id id);
 
 void dsp_monitor_stats_get(const dsp_monitor *m, dsp_monitor_stats *out);
 
+/* Probe failures of worker id by kind (index: dsp_probe_kind, probe.h;
+   DSP_MONITOR_KINDS entries). Returns 0, or -1 for an unknown worker. */
+#define DSP_MONITOR_KINDS 9
+int dsp_monitor_failures(const dsp_monitor *m, dsp_worker_id id,
+                         uint64_t out[DSP_MONITOR_KINDS]);
+
 /* Stop everything and close every handle (the loop then runs out of the
    monitor's). ZooKeeper answers may still arrive until the session is
    closed: free the monitor only after that, once the loop has run out. */

@@ -15,6 +15,7 @@
 #include "dedupe.h"
 #include "json.h"
 #include "log.h"
+#include "probe.h"
 
 #define MAX_ROUTE_COUNT 1000
 #define REPORTS_REMEMBERED 65536 /* repeats recognised among the last N */
@@ -260,16 +261,27 @@ static void heartbeat(dsp_service *s, dsp_rpc_conn *c, const dsp_pb_request *req
 
 /* The table as WorkerInfo messages; *wi and *wip are malloc'd (free both).
    Returns the count (0 when out of memory). */
+/* Probe failure counts by kind, for n workers: the storage behind
+   WorkerInfo.failures, freed in one go after the reply is sent. */
+typedef struct {
+  Dispatcher__V1__FailureCount fc[DSP_MONITOR_KINDS];
+  Dispatcher__V1__FailureCount *fcp[DSP_MONITOR_KINDS];
+} failure_counts;
+
 static size_t worker_infos(dsp_balance *t, const dsp_monitor *mon,
                            Dispatcher__V1__WorkerInfo **wi_out,
                            Dispatcher__V1__WorkerInfo ***wip_out) {
   uint64_t now = dsp_now_ms();
   size_t n = dsp_balance_count(t);
-  Dispatcher__V1__WorkerInfo *wi = calloc(n ? n : 1, sizeof(*wi));
-  Dispatcher__V1__WorkerInfo **wip = calloc(n ? n : 1, sizeof(*wip));
+  /* One block: the infos, then their pointers, then the failure counts. */
+  size_t sz = (n ? n : 1) * (sizeof(Dispatcher__V1__WorkerInfo) +
+                             sizeof(Dispatcher__V1__WorkerInfo *) + sizeof(failure_counts));
+  Dispatcher__V1__WorkerInfo *wi = calloc(1, sz);
+  Dispatcher__V1__WorkerInfo **wip = wi ? (Dispatcher__V1__WorkerInfo **)(wi + (n ? n : 1)) : NULL;
+  failure_counts *fcs = wip ? (failure_counts *)(wip + (n ? n : 1)) : NULL;
   *wi_out = wi;
-  *wip_out = wip;
-  if (wi == NULL || wip == NULL) return 0;
+  *wip_out = NULL; /* part of wi's block */
+  if (wi == NULL) return 0;
   for (size_t i = 0; i < n; i++) {
     dsp_worker_id w;
     double lat;
@@ -303,8 +315,25 @@ static size_t worker_infos(dsp_balance *t, const dsp_monitor *mon,
       wi[i].ejected = h->ejected != 0;
       wi[i].probes = h->probes;
       wi[i].probe_failures = h->probe_failures;
+      {
+        uint64_t by_kind[DSP_MONITOR_KINDS];
+        size_t k = 0;
+        if (dsp_monitor_failures(mon, w, by_kind) == 0) {
+          for (int kind = 1; kind < DSP_MONITOR_KINDS; kind++) {
+            if (by_kind[kind] == 0) continue;
+            dispatcher__v1__failure_count__init(&fcs[i].fc[k]);
+            fcs[i].fc[k].kind = (char *)dsp_probe_kind_name(kind);
+            fcs[i].fc[k].count = by_kind[kind];
+            fcs[i].fcp[k] = &fcs[i].fc[k];
+            k++;
+          }
+        }
+        wi[i].n_failures = k;
+        wi[i].failures = fcs[i].fcp;
+      }
     }
   }
+  *wip_out = wip;
   return n;
 }
 
@@ -321,7 +350,6 @@ static void worker_list(dsp_service *s, dsp_rpc_conn *c, const dsp_pb_request *r
   r.worker_list = &wl;
   dsp_rpc_reply(c, &r);
   free(wi);
-  free(wip);
 }
 
 /* ---- Status ----------------------------------------------------------------
@@ -376,7 +404,6 @@ static void status_reply(status_ctx *x) {
   r.status = &st;
   dsp_rpc_reply(x->conn, &r);
   free(wi);
-  free(wip);
   dsp_rpc_conn_unref(x->conn);
   free(x);
 }

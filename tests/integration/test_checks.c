@@ -197,6 +197,26 @@ static int worker_info(dsp_client *c, const char *name, char *state, size_t slen
   return found;
 }
 
+/* Probe failures of worker `name` of one kind ("refused", "status", …). */
+static long failures_of(dsp_client *c, const char *name, const char *kind) {
+  dsp_pb_request req = DISPATCHER__V1__REQUEST__INIT;
+  Dispatcher__V1__WorkerListRequest wl = DISPATCHER__V1__WORKER_LIST_REQUEST__INIT;
+  dsp_pb_response *r;
+  long n = 0;
+  req.body_case = DSP_PB(REQUEST__BODY_WORKER_LIST);
+  req.worker_list = &wl;
+  if ((r = call(c, &req)) == NULL) return -1;
+  for (size_t i = 0; r->body_case == DSP_PB(RESPONSE__BODY_WORKER_LIST) &&
+                     i < r->worker_list->n_workers; i++) {
+    const Dispatcher__V1__WorkerInfo *w = r->worker_list->workers[i];
+    if (strcmp(w->name, name) != 0) continue;
+    for (size_t k = 0; k < w->n_failures; k++)
+      if (strcmp(w->failures[k]->kind, kind) == 0) n = (long)w->failures[k]->count;
+  }
+  dsp_client_free_response(r);
+  return n;
+}
+
 static int wait_state(dsp_client *c, const char *name, const char *want, int timeout_ms) {
   uint64_t end = th_now_ms() + (uint64_t)timeout_ms;
   char st[32] = "";
@@ -313,6 +333,8 @@ static void test_killed_and_recovered(void) {
   CHECK_INT(wi.consecutive_ok, ==, 0);
   CHECK(wi.consecutive_fail >= 3);
   CHECK(th_log_has(logs[0], "worker w1 down: 3 consecutive failures: connection refused", 0));
+  CHECK(failures_of(lead, "w1", "refused") >= 3);
+  CHECK_INT(failures_of(lead, "w1", "timeout"), ==, 0);
   for (int m = 0; m < NMEM; m++) {
     int seen[NWORK + 1] = {0};
     CHECK_INT(route_n(m == 0 ? lead : fol[m - 1], 90, seen, NULL), ==, 90);
@@ -346,6 +368,7 @@ static void test_killed_and_recovered(void) {
     th_signal(wpids[0], SIGUSR1); /* dispatch-worker: every request 500 */
     CHECK(wait_state(lead, "w0", "down", 20000));
     CHECK(th_log_has(logs[0], "worker w0 down: 3 consecutive failures: status 500", 0));
+    CHECK(failures_of(lead, "w0", "status") >= 3);
     th_signal(wpids[0], SIGHUP); /* ok again */
     CHECK(wait_state(lead, "w0", "up", 20000));
   }
@@ -650,8 +673,16 @@ static void test_bad_settings(void) {
   pids[0] = 0;
   CHECK(th_wait_log(logs[1], "coordinator epoch=", 0, 20000) ||
         th_wait_log(logs[2], "coordinator epoch=", 0, 20000));
-  CHECK(th_log_has(logs[1], "/dispatcher/health/health/junk: health record:", 0) ||
-        th_log_has(logs[2], "/dispatcher/health/health/junk: health record:", 0));
+  {
+    const char *needle = "/dispatcher/health/health/junk: health record:";
+    uint64_t end = th_now_ms() + 10000;
+    int seen = 0;
+    while (!seen && th_now_ms() < end) {
+      seen = th_log_has(logs[1], needle, 0) || th_log_has(logs[2], needle, 0);
+      if (!seen) th_sleep_ms(20);
+    }
+    CHECK(seen);
+  }
   zkc_close(z);
   dsp_client_free(lead);
   stop();
