@@ -31,10 +31,11 @@ typedef struct {
   uint64_t uid;           /* 0: free */
   dsp_rpc_conn *conn;
   uint64_t client_id;
-  uint8_t *frame;         /* header + Request with id = uid */
+  uint8_t *frame;         /* header + Request with id = uid: `small` or malloc'd */
   size_t len;
   uint64_t deadline;
   int sent;
+  uint8_t small[64];      /* most requests fit: no malloc per request */
 } slot;
 
 typedef struct upconn {
@@ -81,7 +82,7 @@ static slot *find(dsp_forwarder *f, uint64_t uid) {
 
 static void release(dsp_forwarder *f, slot *s) {
   dsp_rpc_conn_unref(s->conn);
-  free(s->frame);
+  if (s->frame != s->small) free(s->frame);
   memset(s, 0, sizeof(*s));
   f->npending--;
   while (f->low < f->next && f->slots[f->low & (f->cap - 1)].uid != f->low) f->low++;
@@ -355,8 +356,14 @@ static void pump(dsp_forwarder *f) {
           dispatcher__v1__request__unpack(NULL, s->len - DSP_FRAME_HEADER, s->frame + DSP_FRAME_HEADER);
       if (req != NULL) {
         dsp_rpc_conn *c = s->conn;
-        uint8_t *frame = s->frame;
         size_t flen = s->len;
+        uint8_t *frame = s->frame != s->small ? s->frame : malloc(flen);
+        if (frame == NULL) {
+          dispatcher__v1__request__free_unpacked(req, NULL);
+          answer_error(f, s, DSP_PB(ERROR_CODE__BUSY), "out of memory");
+          continue;
+        }
+        if (s->frame == s->small) memcpy(frame, s->small, flen);
         req->id = s->client_id;
         s->frame = NULL; /* ours now */
         dsp_rpc_conn_ref(c);
@@ -446,7 +453,8 @@ void dsp_forwarder_submit(dsp_forwarder *f, dsp_rpc_conn *c, uint64_t client_id,
                         "too many requests waiting for the coordinator");
     return;
   }
-  s->frame = malloc(DSP_FRAME_HEADER + rawlen + 22);
+  n = DSP_FRAME_HEADER + rawlen + 22; /* + two tags and two varints */
+  s->frame = n <= sizeof(s->small) ? s->small : malloc(n);
   if (s->frame == NULL) {
     dsp_rpc_reply_error(c, client_id, 0, DSP_PB(ERROR_CODE__BUSY), "out of memory");
     return;

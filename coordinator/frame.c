@@ -117,6 +117,102 @@ int dsp_varint_get(const uint8_t *p, size_t n, size_t *off, uint64_t *v) {
   return -1;
 }
 
+/* ---- the request envelope, unread ------------------------------------------ */
+
+/* Wire types we accept (protobuf-c has no groups). */
+enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
+
+/* One field at p[*off..n): its number, wire type, value (varint) or
+   payload (length-delimited). 0, or -1 if malformed. */
+static int next_field(const uint8_t *p, size_t n, size_t *off, uint32_t *num, unsigned *wt,
+                      uint64_t *v, const uint8_t **sub, size_t *sublen) {
+  uint64_t tag;
+  size_t start = *off;
+  if (dsp_varint_get(p, n, off, &tag) != 0 || *off - start > 5) return -1;
+  if ((tag >> 3) == 0 || (tag >> 3) > 0x1fffffff) return -1;
+  *num = (uint32_t)(tag >> 3);
+  *wt = (unsigned)(tag & 7);
+  switch (*wt) {
+    case WT_VARINT:
+      start = *off;
+      return dsp_varint_get(p, n, off, v) == 0 && *off - start <= 10 ? 0 : -1;
+    case WT_I64:
+      if (n - *off < 8) return -1;
+      *off += 8;
+      return 0;
+    case WT_I32:
+      if (n - *off < 4) return -1;
+      *off += 4;
+      return 0;
+    case WT_LEN:
+      /* protobuf-c reads a length in at most 5 bytes. */
+      start = *off;
+      if (dsp_varint_get(p, n, off, v) != 0 || *off - start > 5 || *v > n - *off ||
+          *v > 0x7fffffff)
+        return -1;
+      *sub = p + *off;
+      *sublen = (size_t)*v;
+      *off += (size_t)*v;
+      return 0;
+    default:
+      return -1;
+  }
+}
+
+/* A body message whose known fields are `spec`: for field k (1..3), the
+   wire type it must have, or -1 for none. */
+static int body_ok(const uint8_t *p, size_t n, const int spec[4]) {
+  size_t off = 0;
+  while (off < n) {
+    uint32_t num;
+    unsigned wt;
+    uint64_t v;
+    const uint8_t *sub;
+    size_t sublen;
+    if (next_field(p, n, &off, &num, &wt, &v, &sub, &sublen) != 0) return 0;
+    if (num <= 3 && spec[num] >= 0 && (unsigned)spec[num] != wt) return 0;
+  }
+  return 1;
+}
+
+int dsp_pb_peek(const uint8_t *p, size_t n, dsp_pb_envelope *out) {
+  /* Known fields of RouteRequest, ReportRequest, WorkerListRequest and
+     HeartbeatRequest (proto/dispatcher.proto). */
+  static const int route[4] = {-1, WT_LEN, WT_LEN, WT_VARINT};
+  static const int report[4] = {-1, WT_LEN, WT_VARINT, WT_VARINT};
+  static const int none[4] = {-1, -1, -1, -1};
+  static const int heartbeat[4] = {-1, WT_LEN, -1, -1};
+  size_t off = 0;
+  out->id = out->origin_id = 0;
+  out->body = 0;
+  while (off < n) {
+    uint32_t num;
+    unsigned wt;
+    uint64_t v = 0;
+    const uint8_t *sub = NULL;
+    size_t sublen = 0;
+    if (next_field(p, n, &off, &num, &wt, &v, &sub, &sublen) != 0) return -1;
+    switch (num) {
+      case 1: case 14: case 15:
+        if (wt != WT_VARINT) return -1;
+        if (num == 1) out->id = v;
+        if (num == 14) out->origin_id = v;
+        break;
+      case 2: case 3: case 8: case 9:
+        if (wt != WT_LEN ||
+            !body_ok(sub, sublen, num == 2 ? route : num == 3 ? report : num == 8 ? none : heartbeat))
+          return -1;
+        out->body = num;
+        break;
+      case 4: case 5: case 6: case 7:
+        return -1; /* bodies we do not read here */
+      default:
+        break; /* unknown fields are kept by the decoder */
+    }
+  }
+  return 0;
+}
+
 int dsp_buf_reserve(dsp_buf *b, size_t more) {
   size_t cap;
   uint8_t *np;

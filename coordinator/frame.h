@@ -79,6 +79,24 @@ int dsp_buf_reserve(dsp_buf *b, size_t more);
 size_t dsp_varint_put(uint8_t *p, uint64_t v);
 int dsp_varint_get(const uint8_t *p, size_t n, size_t *off, uint64_t *v);
 
+/*
+ * The envelope of a dispatcher.v1.Request, read without decoding it: id
+ * (field 1), the body's field number (2-9, 0 if none) and origin_id (field
+ * 14), each the last occurrence, as a decoder takes them. Returns 0 only
+ * when the whole message is well-formed wire data that the protobuf-c
+ * decoder accepts with exactly these values, which is checked only for the
+ * bodies a follower forwards unread: route (2), report (3), worker_list (8)
+ * and heartbeat (9), with their own fields; -1 for anything else (another
+ * body, a field of the wrong wire type, groups, cut-short data), and the
+ * caller then decodes it fully. Stricter than the decoder, never looser
+ * (tests/fuzz/fuzz_peek.c checks it against protobuf-c).
+ */
+typedef struct {
+  uint64_t id, origin_id;
+  unsigned body;
+} dsp_pb_envelope;
+int dsp_pb_peek(const uint8_t *p, size_t n, dsp_pb_envelope *out);
+
 /* Write the 4-byte header for a body of `len` bytes. */
 void dsp_frame_put_header(uint8_t out[DSP_FRAME_HEADER], uint32_t len);
 

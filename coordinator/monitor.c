@@ -171,7 +171,7 @@ static void write_done(int rc, const void *d) {
     e->written_seq = w->seq;
   } else {
     m->stats.records_refused++;
-    if (w->res[0].err != ZOK && w->res[0].err != 0)
+    if (w->res[0].err != ZOK)
       DSP_WARN("health record %s not written: no longer the coordinator (%s)", w->path,
                zerror(w->res[0].err));
     else

@@ -71,6 +71,7 @@ struct dsp_rpc_server {
   uv_check_t check;
   dsp_rpc_limits lim;
   dsp_rpc_request_cb cb;
+  dsp_rpc_raw_cb raw;
   void *ctx;
   dsp_rpc_conn *conns;
   dsp_rpc_conn *dirty;
@@ -343,6 +344,15 @@ static void process_frames(dsp_rpc_conn *c) {
       bad_input(c, 0, DSP_PB(ERROR_CODE__TOO_LARGE), msg);
       break;
     }
+    if (c->srv->raw != NULL) {
+      int handled, last;
+      c->refs++; /* the handler may close or release the connection */
+      handled = c->srv->raw(c->srv->ctx, c, payload, len);
+      last = c->refs == 1 && c->handles_open == 0;
+      dsp_rpc_conn_unref(c);
+      if (last) return;
+      if (handled) continue;
+    }
     /* The arena, unless a handler up the stack still uses it. */
     arena *a = c->srv->arena.busy ? NULL : &c->srv->arena;
     ProtobufCAllocator *pa = a ? &a->pb : NULL;
@@ -437,6 +447,8 @@ static void on_connection(uv_stream_t *l, int status) {
   s->conns = c;
   uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
+
+void dsp_rpc_server_set_raw(dsp_rpc_server *s, dsp_rpc_raw_cb raw) { s->raw = raw; }
 
 dsp_rpc_server *dsp_rpc_server_new(uv_loop_t *loop, const dsp_rpc_limits *limits,
                                    dsp_rpc_request_cb cb, void *ctx) {

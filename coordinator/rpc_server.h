@@ -37,9 +37,17 @@ typedef struct {
 typedef void (*dsp_rpc_request_cb)(void *ctx, dsp_rpc_conn *c, const dsp_pb_request *req,
                                    const uint8_t *raw, size_t rawlen);
 
+/* An optional look at a request's bytes before they are decoded: return 1
+   if it was handled (it is then never decoded), 0 to decode it and call
+   the request callback as usual. Same lifetime rules. */
+typedef int (*dsp_rpc_raw_cb)(void *ctx, dsp_rpc_conn *c, const uint8_t *raw, size_t rawlen);
+
 /* limits may be NULL for the defaults. Returns NULL when out of memory. */
 dsp_rpc_server *dsp_rpc_server_new(uv_loop_t *loop, const dsp_rpc_limits *limits,
                                    dsp_rpc_request_cb cb, void *ctx);
+
+/* Set the raw callback (NULL: none), called with the same ctx. */
+void dsp_rpc_server_set_raw(dsp_rpc_server *s, dsp_rpc_raw_cb raw);
 
 /* Bind and listen on host:port. Returns 0 or a negative libuv error. */
 int dsp_rpc_server_listen(dsp_rpc_server *s, const char *host, int port);

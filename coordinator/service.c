@@ -13,6 +13,7 @@
 #include <zookeeper/zookeeper.h>
 
 #include "dedupe.h"
+#include "frame.h"
 #include "json.h"
 #include "log.h"
 #include "probe.h"
@@ -499,6 +500,22 @@ static void status(dsp_service *s, dsp_rpc_conn *c, const dsp_pb_request *req) {
     return;
   }
   dsp_member_kick(s->member);
+}
+
+int dsp_service_on_raw(void *svc, dsp_rpc_conn *c, const uint8_t *raw, size_t rawlen) {
+  dsp_service *s = svc;
+  dsp_pb_envelope env;
+  /* A follower forwards route, report, worker_list and heartbeat as they
+     came; only their envelope is read (frame.h). Anything else, or bytes
+     the peek does not vouch for, take the decoding path. */
+  if (s->forwarder == NULL || dsp_pb_peek(raw, rawlen, &env) != 0 || env.origin_id != 0)
+    return 0;
+  if (env.body != DSP_PB(REQUEST__BODY_ROUTE) && env.body != DSP_PB(REQUEST__BODY_REPORT) &&
+      env.body != DSP_PB(REQUEST__BODY_WORKER_LIST) && env.body != DSP_PB(REQUEST__BODY_HEARTBEAT))
+    return 0;
+  if (coordinating(s, NULL)) return 0;
+  dsp_forwarder_submit(s->forwarder, c, env.id, raw, rawlen);
+  return 1;
 }
 
 void dsp_service_on_request(void *svc, dsp_rpc_conn *c, const dsp_pb_request *req,

@@ -48,6 +48,10 @@ void dsp_service_on_role(void *svc, int coordinator, int64_t epoch);
    ready callback). */
 int dsp_service_ready(void *svc);
 
+/* The rpc_server raw callback: a follower forwards the requests that need
+   the coordinator without decoding them (rpc_server.h). */
+int dsp_service_on_raw(void *svc, dsp_rpc_conn *c, const uint8_t *raw, size_t rawlen);
+
 /* The rpc_server request callback. */
 void dsp_service_on_request(void *svc, dsp_rpc_conn *c, const dsp_pb_request *req,
                             const uint8_t *raw, size_t rawlen);

@@ -55,7 +55,7 @@ else
     fb="$root/build-fuzz"
     CC=clang cmake -S "$root" -B "$fb" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDSP_FUZZ=ON \
       -DDSP_SANITIZE=ON -DDSP_FUZZ_SECONDS="${DSP_FUZZ_SECONDS:-20}" >/dev/null
-    cmake --build "$fb" --target fuzz_frame fuzz_json -j"$(nproc)"
+    cmake --build "$fb" --target fuzz_frame fuzz_json fuzz_peek -j"$(nproc)"
     (cd "$fb" && ctest --output-on-failure -L fuzz) || status=$?
   fi
 fi

@@ -139,6 +139,44 @@ static void test_reserve_grows_for_large_frame(void) {
   dsp_framer_free(&f);
 }
 
+/* dsp_pb_peek: the envelope of requests a follower forwards unread; all
+   else is left to the full decoder (-1). Bytes written out by hand from
+   the wire format. */
+static void test_peek(void) {
+  dsp_pb_envelope e;
+  /* id=7, route{strategy="rr", count=3} */
+  static const uint8_t route[] = {0x08, 0x07, 0x12, 0x06, 0x0a, 0x02, 'r', 'r', 0x18, 0x03};
+  /* report{worker="w", ok=true}, id=300 (two bytes), origin_id=5, token=9 */
+  static const uint8_t report[] = {0x1a, 0x05, 0x0a, 0x01, 'w', 0x10, 0x01, 0x08, 0xac,
+                                   0x02, 0x70, 0x05, 0x78, 0x09};
+  /* id=1 id=2 (the last wins), heartbeat{name="h"}, an unknown field 20 */
+  static const uint8_t twice[] = {0x08, 0x01, 0x08, 0x02, 0x4a, 0x03, 0x0a, 0x01, 'h',
+                                  0xa0, 0x01, 0x05};
+  static const uint8_t list[] = {0x08, 0x04, 0x42, 0x00};
+  static const uint8_t status[] = {0x08, 0x04, 0x22, 0x00};
+  static const uint8_t bad_type[] = {0x08, 0x04, 0x12, 0x02, 0x18, 0x02, 0x0a}; /* cut short */
+  static const uint8_t wrong_wt[] = {0x0a, 0x01, 0x00, 0x42, 0x00};             /* id as bytes */
+  static const uint8_t nested_wt[] = {0x12, 0x02, 0x1a, 0x00};  /* count as bytes */
+  static const uint8_t group[] = {0x08, 0x01, 0x43, 0x44};      /* a group */
+  static const uint8_t long_len[] = {0x4a, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00};
+  CHECK_INT(dsp_pb_peek(route, sizeof(route), &e), ==, 0);
+  CHECK(e.id == 7 && e.body == 2 && e.origin_id == 0);
+  CHECK_INT(dsp_pb_peek(report, sizeof(report), &e), ==, 0);
+  CHECK(e.id == 300 && e.body == 3 && e.origin_id == 5);
+  CHECK_INT(dsp_pb_peek(twice, sizeof(twice), &e), ==, 0);
+  CHECK(e.id == 2 && e.body == 9);
+  CHECK_INT(dsp_pb_peek(list, sizeof(list), &e), ==, 0);
+  CHECK(e.id == 4 && e.body == 8);
+  CHECK_INT(dsp_pb_peek(NULL, 0, &e), ==, 0);
+  CHECK(e.id == 0 && e.body == 0);
+  CHECK_INT(dsp_pb_peek(status, sizeof(status), &e), ==, -1);
+  CHECK_INT(dsp_pb_peek(bad_type, sizeof(bad_type), &e), ==, -1);
+  CHECK_INT(dsp_pb_peek(wrong_wt, sizeof(wrong_wt), &e), ==, -1);
+  CHECK_INT(dsp_pb_peek(nested_wt, sizeof(nested_wt), &e), ==, -1);
+  CHECK_INT(dsp_pb_peek(group, sizeof(group), &e), ==, -1);
+  CHECK_INT(dsp_pb_peek(long_len, sizeof(long_len), &e), ==, -1);
+}
+
 static void test_varints(void) {
   static const uint64_t vals[] = {0, 1, 127, 128, 300, 16383, 16384, 1ULL << 35,
                                   (1ULL << 63) + 5, UINT64_MAX};
@@ -164,7 +202,7 @@ static void test_varints(void) {
 }
 
 static const test_entry tests[] = {
-    TEST(test_varints),
+    TEST(test_varints),                  TEST(test_peek),
     TEST(test_header_big_endian),        TEST(test_whole_and_concatenated),
     TEST(test_byte_by_byte),             TEST(test_limit_boundary),
     TEST(test_huge_length_rejected_early), TEST(test_half_frame_waits),
