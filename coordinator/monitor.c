@@ -41,6 +41,8 @@ typedef struct entry {
   uv_timer_t probe_timer, tick_timer;
   int refs;                /* open handles + record writes in flight */
   int probing;             /* a probe in flight */
+  int rephase;             /* the next round picks a random phase */
+  uint64_t due;            /* loop time (uv_now) the next round starts */
   int waiting_record;      /* added before the records were read */
   int writing;             /* a record write in flight */
   int live;                /* in the monitor's list (not dropped) */
@@ -287,11 +289,27 @@ static void on_probe_due(uv_timer_t *t) {
   entry *e = DSP_CONTAINER_OF(t, entry, probe_timer);
   dsp_monitor *m = e->m;
   const dsp_health_settings *s = &e->h.settings;
+  uint64_t now = uv_now(m->loop), delay;
   dsp_probe_spec spec;
   int rc;
   if (s->check[0] == '\0') return;
-  /* The next round is due an interval after this one starts. */
-  uv_timer_start(&e->probe_timer, on_probe_due, dsp_health_next_probe_delay(s, rand64(m)), 0);
+  /* A fixed cadence, kept on absolute times: a timer that fires late does
+     not push the rounds after it, and workers keep their own phases
+     instead of bunching up in the loop turns where their timers happened
+     to fire together. After a quick first probe, the next round takes a
+     random phase within the interval, so workers added together spread
+     out. */
+  delay = e->rephase ? 1 + rand64(m) % s->interval_ms
+                     : dsp_health_next_probe_delay(s, rand64(m));
+  e->rephase = 0;
+  e->due += delay;
+  if (now > e->due && now - e->due >= s->interval_ms) {
+    /* A whole round behind (the loop stalled): skip, keep the phase. */
+    uint64_t rounds = (now - e->due) / s->interval_ms + 1;
+    m->stats.skipped += rounds;
+    e->due += rounds * s->interval_ms;
+  }
+  uv_timer_start(&e->probe_timer, on_probe_due, e->due > now ? e->due - now : 0, 0);
   if (e->probing) {
     m->stats.skipped++;
     return;
@@ -309,11 +327,11 @@ static void on_probe_due(uv_timer_t *t) {
     e->probing = 1;
   } else {
     char why[96];
-    uint64_t now = dsp_now_ms();
+    uint64_t t_ms = dsp_now_ms();
     snprintf(why, sizeof(why), "cannot probe: %s", uv_strerror(rc));
     e->failures[DSP_PROBE_OTHER]++;
-    dsp_health_probe_result(&e->h, 0, why, 0, now);
-    apply(e, now);
+    dsp_health_probe_result(&e->h, 0, why, 0, t_ms);
+    apply(e, t_ms);
   }
 }
 
@@ -334,7 +352,9 @@ static void schedule_first_probe(entry *e, uint64_t now) {
   spread = dsp_health_eligible(&e->h, now) ? s->interval_ms
            : s->interval_ms < FIRST_PROBE_SPREAD_MS ? s->interval_ms
                                                      : FIRST_PROBE_SPREAD_MS;
-  uv_timer_start(&e->probe_timer, on_probe_due, rand64(m) % (spread ? spread : 1), 0);
+  e->rephase = spread < s->interval_ms;
+  e->due = uv_now(m->loop) + rand64(m) % (spread ? spread : 1);
+  uv_timer_start(&e->probe_timer, on_probe_due, e->due - uv_now(m->loop), 0);
 }
 
 /* ---- entries -------------------------------------------------------------------- */

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# bench-health.sh: the health-check benchmark, in one run.
+#
+#   scripts/bench-health.sh [-d SECONDS] [-n WORKERS] [-j JITTER_PCT]
+#                                        (defaults 10 s, 10000 workers, 0%)
+#
+# Starts a private ZooKeeper (temp dir, free ports), one dispatch-worker
+# playing every worker (--identities N --quiet) and one dispatcherd member,
+# which becomes the coordinator, with
+#   --check-interval 1000 --check-timeout 500 --check-fall 3 --check-jitter 0
+# (fall and jitter are the defaults, passed to be explicit; -j sets the
+# jitter); then runs
+# bench-health, which
+#   A. adds N workers without a check and measures routing (dispatch-bench,
+#      C=50, depth 1 and 16) and the coordinator's CPU;
+#   B. removes them, adds them again checked at the worker, waits until all
+#      are up and measures the same while the coordinator probes them, with
+#      the probes each identity received per window;
+#   C. sets 5 workers to fail and routes until they are gone, timing each
+#      from its death to its last appearance in a routing decision.
+# Prints one table with the targets: probe rate >= N/s, every identity
+# probed every interval (min per window >= window/interval - 1), route p99
+# while probing <= 1.5x without, death to last route <= interval x fall +
+# timeout. Builds a Release tree in build-bench/ (DSP_BUILD_DIR overrides).
+# The machine has 2 cores, shared by ZooKeeper, the worker, the coordinator
+# and the load generator.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+secs=10
+workers=10000
+interval=1000 timeout=500 fall=3 jitter=0
+while (($#)); do
+  case $1 in
+    -d) secs=${2:?-d needs seconds}; shift 2 ;;
+    -n) workers=${2:?-n needs a count}; shift 2 ;;
+    -j) jitter=${2:?-j needs a percentage}; shift 2 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+    *) echo "bench-health.sh: unknown argument '$1'" >&2; exit 2 ;;
+  esac
+done
+
+"$root/scripts/setup.sh"
+build=${DSP_BUILD_DIR:-$root/build-bench}
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$build" --target dispatcherd dispatch-worker dispatch-bench bench-health \
+  -j"$(nproc)" >/dev/null
+
+work=$(mktemp -d /tmp/dsp-bench-health-XXXXXX)
+# Below Linux's ephemeral range (32768 on): the coordinator holds hundreds of
+# keep-alive probe connections whose local ports nc -z cannot see.
+port() { local p; for _ in $(seq 100); do p=$((20000 + RANDOM % 12000)); nc -z 127.0.0.1 "$p" 2>/dev/null || { echo "$p"; return; }; done; exit 1; }
+zk_port=$(port)
+member_port=$(port)
+while [[ $member_port == "$zk_port" ]]; do member_port=$(port); done
+worker_port=$(port)
+while [[ $worker_port == "$zk_port" || $worker_port == "$member_port" ]]; do worker_port=$(port); done
+pids=()
+cleanup() {
+  local pid
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+die() { echo "bench-health.sh: $*" >&2; exit 1; }
+
+# ZooKeeper, configured as scripts/cluster.sh does.
+mkdir -p "$work/zk/data"
+cat >"$work/zk/zoo.cfg" <<CFG
+tickTime=500
+initLimit=10
+syncLimit=5
+dataDir=$work/zk/data
+clientPort=$zk_port
+clientPortAddress=127.0.0.1
+minSessionTimeout=1000
+maxSessionTimeout=60000
+4lw.commands.whitelist=ruok,stat,srvr,mntr,cons,wchc,wchp,dump
+admin.enableServer=false
+CFG
+"$root/scripts/zkserver.sh" "$work/zk/zoo.cfg" >"$work/zk.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 300); do
+  [[ "$(echo ruok | nc -q1 -w1 127.0.0.1 "$zk_port" 2>/dev/null)" == imok ]] && break
+  kill -0 "${pids[0]}" 2>/dev/null || { cat "$work/zk.log" >&2; die "ZooKeeper exited"; }
+  sleep 0.1
+done
+
+"$build/bin/dispatch-worker" --listen "127.0.0.1:$worker_port" --identities "$workers" \
+  --quiet >"$work/worker.out" 2>"$work/worker.log" &
+worker_pid=$!
+pids+=("$worker_pid")
+for _ in $(seq 100); do grep -q listening "$work/worker.out" 2>/dev/null && break; sleep 0.1; done
+grep -q listening "$work/worker.out" || { cat "$work/worker.log" >&2; die "the worker did not start"; }
+
+"$build/bin/dispatcherd" --zk "127.0.0.1:$zk_port" --cluster bench-health --id d1 \
+  --listen "127.0.0.1:$member_port" --session-timeout 10000 \
+  --check-interval "$interval" --check-timeout "$timeout" --check-fall "$fall" \
+  --check-jitter "$jitter" --log-level warn 2>"$work/d1.log" &
+coord_pid=$!
+pids+=("$coord_pid")
+# Listening; bench-health waits for it to coordinate (its first request is
+# held until then).
+for _ in $(seq 100); do
+  nc -z 127.0.0.1 "$member_port" 2>/dev/null && break
+  kill -0 "$coord_pid" 2>/dev/null || { cat "$work/d1.log" >&2; die "dispatcherd exited"; }
+  sleep 0.1
+done
+
+rc=0
+"$build/bin/bench-health" -s "127.0.0.1:$member_port" -w "127.0.0.1:$worker_port" \
+  -n "$workers" -d "$secs" --pid "$coord_pid" --worker-pid "$worker_pid" \
+  --interval "$interval" --timeout "$timeout" --fall "$fall" --jitter "$jitter" || rc=$?
+kill -0 "$coord_pid" 2>/dev/null || { echo "bench-health.sh: dispatcherd died; its log:" >&2; rc=1; }
+if ((rc != 0)) && [[ -s $work/d1.log ]]; then
+  echo "--- dispatcherd log (last 40 lines) ---" >&2
+  tail -n 40 "$work/d1.log" >&2
+fi
+echo
+echo "dispatcherd: --check-interval $interval --check-timeout $timeout --check-fall $fall" \
+  "--check-jitter $jitter --session-timeout 10000 (one member, the coordinator)"
+exit "$rc"
