@@ -331,6 +331,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   dsp_service_set_forwarder(svc, a.fwd);
+  dsp_forwarder_set_max_frame(a.fwd, limits.max_frame);
   dsp_rpc_server_set_raw(a.rpc, dsp_service_on_raw);
   dsp_parse_hostport(cfg.addr, host, sizeof(host), &port);
   rc = dsp_rpc_server_listen(a.rpc, host, port);

@@ -26,6 +26,7 @@
 
 #define TICK_MS 20
 #define RECONNECT_MS 100
+#define RELABEL_MAX 22 /* what forwarding appends: two tags, two varints */
 
 typedef struct {
   uint64_t uid;           /* 0: free */
@@ -53,6 +54,7 @@ struct dsp_forwarder {
   uv_loop_t *loop;
   dsp_member *member;
   uint64_t hold_ms;
+  size_t max_frame;       /* the coordinator's, assumed ours; 0: no check */
   slot *slots;
   unsigned cap;           /* power of two */
   uint64_t next, low;     /* live uids are in [low, next) */
@@ -439,10 +441,24 @@ dsp_forwarder *dsp_forwarder_new(uv_loop_t *loop, dsp_member *m, uint64_t hold_m
   return f;
 }
 
+void dsp_forwarder_set_max_frame(dsp_forwarder *f, size_t max_frame) {
+  f->max_frame = max_frame;
+}
+
 void dsp_forwarder_submit(dsp_forwarder *f, dsp_rpc_conn *c, uint64_t client_id,
                           const uint8_t *raw, size_t rawlen) {
   slot *s;
   size_t n;
+  if (f->max_frame != 0 && rawlen + RELABEL_MAX > f->max_frame) {
+    /* With our two fields it would be over the coordinator's limit, which
+       answers that by closing the link every forwarded request shares. */
+    char msg[160];
+    snprintf(msg, sizeof(msg),
+             "request of %zu bytes is too large to forward (at most %zu, the frame limit "
+             "less %d)", rawlen, f->max_frame - RELABEL_MAX, RELABEL_MAX);
+    dsp_rpc_reply_error(c, client_id, 0, DSP_PB(ERROR_CODE__TOO_LARGE), msg);
+    return;
+  }
   if (f->closing) {
     dsp_rpc_reply_error(c, client_id, 0, DSP_PB(ERROR_CODE__NO_COORDINATOR), "shutting down");
     return;
@@ -453,7 +469,7 @@ void dsp_forwarder_submit(dsp_forwarder *f, dsp_rpc_conn *c, uint64_t client_id,
                         "too many requests waiting for the coordinator");
     return;
   }
-  n = DSP_FRAME_HEADER + rawlen + 22; /* + two tags and two varints */
+  n = DSP_FRAME_HEADER + rawlen + RELABEL_MAX;
   s->frame = n <= sizeof(s->small) ? s->small : malloc(n);
   if (s->frame == NULL) {
     dsp_rpc_reply_error(c, client_id, 0, DSP_PB(ERROR_CODE__BUSY), "out of memory");

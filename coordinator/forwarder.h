@@ -45,6 +45,11 @@ dsp_forwarder *dsp_forwarder_new(uv_loop_t *loop, dsp_member *m, uint64_t hold_m
                                  unsigned max_pending, dsp_forwarder_local_cb local,
                                  dsp_forwarder_ready_cb ready, void *local_ctx);
 
+/* Requests within `max_frame - 22` bytes are forwarded; larger ones get
+   TOO_LARGE (forwarding appends up to 22 bytes; give every member the same
+   --max-frame). 0, the default, checks nothing. */
+void dsp_forwarder_set_max_frame(dsp_forwarder *f, size_t max_frame);
+
 /* Forward the request encoded in raw[rawlen], whose id is client_id
    (answered on c later; c is referenced meanwhile). The bytes are sent as
    they are, relabelled with an id of ours, and the reply is relabelled with

@@ -16,6 +16,7 @@
  */
 #include "monitor.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +57,7 @@ typedef struct entry {
 typedef struct {
   char *name;
   int64_t mzxid;
+  int used;                /* applied once: a worker that rejoins starts anew */
   dsp_health_record rec;
 } record;
 
@@ -108,13 +110,18 @@ static int cmp_rec(const void *a, const void *b) {
   return strcmp(((const record *)a)->name, ((const record *)b)->name);
 }
 
-/* The record for `name` that is newer than the worker znode, or NULL. */
-static const record *find_rec(const dsp_monitor *m, const char *name, int64_t czxid) {
+/* The record for `name` newer than the worker znode and not applied yet
+   in this tenure, or NULL. The caller applies it (it is marked used): a
+   worker that leaves the table and comes back while we coordinate starts
+   anew, since the record may be older than what we saw meanwhile. */
+static record *find_rec(dsp_monitor *m, const char *name, int64_t czxid) {
   record key, *r;
   if (!m->loaded || m->nrecs == 0) return NULL;
   key.name = (char *)name;
   r = bsearch(&key, m->recs, m->nrecs, sizeof(*m->recs), cmp_rec);
-  return r != NULL && r->mzxid > czxid ? r : NULL;
+  if (r == NULL || r->used || r->mzxid <= czxid) return NULL;
+  r->used = 1;
+  return r;
 }
 
 static void recs_clear(dsp_monitor *m) {
@@ -161,7 +168,7 @@ static void write_done(int rc, const void *d) {
   entry *e = w->e;
   dsp_monitor *m = e->m;
   int current = w->gen == m->gen && m->table != NULL;
-  if (rc != ZOK && current && w->tries < 3 && w->res[0].err == ZOK &&
+  if (rc != ZOK && current && e->live && w->tries < 3 && w->res[0].err == ZOK &&
       ((!w->create && w->res[1].err == ZNONODE) || (w->create && w->res[1].err == ZNODEEXISTS))) {
     /* The first record of this worker (create it), or created meanwhile
        (set it): once more. */
@@ -173,9 +180,12 @@ static void write_done(int rc, const void *d) {
     e->written_seq = w->seq;
   } else {
     m->stats.records_refused++;
-    if (w->res[0].err != ZOK)
-      DSP_WARN("health record %s not written: no longer the coordinator (%s)", w->path,
-               zerror(w->res[0].err));
+    /* A failed fence check is NONODE on op 0; a session or connection
+       error is copied into every op. Either way the write is tried again
+       after the worker's next probe or heartbeat (apply()). */
+    if (w->res[0].err == ZNONODE)
+      DSP_WARN("health record %s not written: no longer the coordinator (our election znode "
+               "is gone)", w->path);
     else
       DSP_WARN("health record %s not written: %s", w->path, zerror(rc));
   }
@@ -369,6 +379,7 @@ static void entry_unref(entry *e) {
 /* Start from the predecessor's record if there is one, else from scratch. */
 static void entry_begin(entry *e, const dsp_health_settings *s, uint64_t now) {
   const record *r = find_rec(e->m, e->name, e->czxid);
+  assert(s != &e->h.settings); /* dsp_health_init clears e->h first */
   if (r != NULL)
     dsp_health_init_from_record(&e->h, s, &r->rec, now);
   else
@@ -503,9 +514,11 @@ static void load_end(dsp_monitor *m) {
   m->loaded = 1;
   DSP_INFO("health records loaded: %zu", m->nrecs);
   for (entry *e = m->entries; e != NULL; e = e->next) {
+    dsp_health_settings st;
     if (!e->waiting_record) continue;
     e->waiting_record = 0;
-    entry_begin(e, &e->h.settings, now);
+    st = e->h.settings; /* a copy: entry_begin re-initialises e->h */
+    entry_begin(e, &st, now);
   }
 }
 
@@ -544,11 +557,13 @@ static void rec_done(int rc, const char *value, int len, const struct Stat *st, 
 }
 
 static void recs_listed(int rc, const struct String_vector *sv, const void *d) {
-  dsp_monitor *m = (dsp_monitor *)d;
+  rctx *lc = (rctx *)d;
+  dsp_monitor *m = lc->m;
   zhandle_t *zh = zh_of(m);
   char path[PATH_LEN + DSP_BAL_NAME_MAX + 2];
-  unsigned gen = m->gen;
-  if (m->table == NULL) return;
+  unsigned gen = lc->gen;
+  free(lc);
+  if (gen != m->gen || m->table == NULL) return; /* for an earlier follow() */
   if (rc == ZOK && sv != NULL && zh != NULL) {
     for (int i = 0; i < sv->count; i++) {
       rctx *c = malloc(sizeof(*c));
@@ -620,7 +635,19 @@ void dsp_monitor_follow(dsp_monitor *m, dsp_balance *table, int64_t epoch) {
   zoo_acreate(zh, "/dispatcher", "", 0, &ZOO_OPEN_ACL_UNSAFE, 0, parent_done, NULL);
   zoo_acreate(zh, m->base, "", 0, &ZOO_OPEN_ACL_UNSAFE, 0, parent_done, NULL);
   zoo_acreate(zh, m->folder, "", 0, &ZOO_OPEN_ACL_UNSAFE, 0, parent_done, NULL);
-  if (zoo_aget_children(zh, m->folder, 0, recs_listed, m) != ZOK) load_end(m);
+  {
+    rctx *lc = calloc(1, sizeof(*lc));
+    if (lc == NULL) {
+      load_end(m);
+      return;
+    }
+    lc->m = m;
+    lc->gen = m->gen;
+    if (zoo_aget_children(zh, m->folder, 0, recs_listed, lc) != ZOK) {
+      free(lc);
+      load_end(m);
+    }
+  }
   dsp_member_kick(m->member);
 }
 

@@ -526,6 +526,7 @@ typedef struct {
   uint64_t id, token;
   admin_op op;
   int weight, tries;
+  int weight_rc;           /* what a repeat answers if it was not applied */
   zoo_op_t ops[2];
   zoo_op_result_t res[2];
   char name[DSP_BAL_NAME_MAX + 1];
@@ -538,7 +539,7 @@ typedef struct {
 static void admin_finish(actx *a, int zrc) {
   dsp_pb_response resp = DISPATCHER__V1__RESPONSE__INIT;
   Dispatcher__V1__WorkerReply wr = DISPATCHER__V1__WORKER_REPLY__INIT;
-  char msg[400];
+  char msg[1024];
   if (zrc == ZOK) {
     resp.id = a->id;
     resp.body_case = DSP_PB(RESPONSE__BODY_WORKER);
@@ -550,6 +551,10 @@ static void admin_finish(actx *a, int zrc) {
   } else if (zrc == ZNONODE) {
     snprintf(msg, sizeof(msg), "no worker named %s", a->name);
     dsp_rpc_reply_error(a->conn, a->id, 0, DSP_PB(ERROR_CODE__UNKNOWN_WORKER), msg);
+  } else if (zrc == ZBADARGUMENTS) {
+    snprintf(msg, sizeof(msg), "%s holds data that is not a valid worker; fix or remove it",
+             a->path);
+    dsp_rpc_reply_error(a->conn, a->id, 0, DSP_PB(ERROR_CODE__BAD_REQUEST), msg);
   } else {
     snprintf(msg, sizeof(msg), "ZooKeeper: %s", zerror(zrc));
     dsp_rpc_reply_error(a->conn, a->id, 0, DSP_PB(ERROR_CODE__UNAVAILABLE), msg);
@@ -594,16 +599,33 @@ static void admin_send(actx *a) {
     admin_finish(a, ZCONNECTIONLOSS);
 }
 
+/* A repeat of a weight change that finds the worker gone (or its data
+   bad) may be one whose first send was applied: its request record says. */
+static void record_done(int rc, const struct Stat *st, const void *d) {
+  actx *a = (actx *)d;
+  (void)st;
+  admin_finish(a, rc == ZOK ? ZOK : a->weight_rc);
+}
+
+static int was_applied(actx *a, int otherwise) {
+  zhandle_t *zh = zh_of(a->r);
+  if (!a->token || zh == NULL) return 0;
+  a->weight_rc = otherwise;
+  return zoo_aexists(zh, a->logpath, 0, record_done, a) == ZOK;
+}
+
 static void weight_get_done(int rc, const char *value, int len, const struct Stat *st,
                             const void *d) {
   actx *a = (actx *)d;
   char msg[1024];
   if (rc != ZOK || st == NULL || zh_of(a->r) == NULL) {
+    if (rc == ZNONODE && was_applied(a, ZNONODE)) return;
     admin_finish(a, rc == ZOK ? ZCONNECTIONLOSS : rc);
     return;
   }
   if (dsp_worker_set_weight_json(value, len > 0 ? (size_t)len : 0, a->weight, a->data,
                                  sizeof(a->data)) != 0) {
+    if (was_applied(a, ZBADARGUMENTS)) return;
     snprintf(msg, sizeof(msg), "%s holds data that is not a valid worker; fix or remove it",
              a->path);
     dsp_rpc_reply_error(a->conn, a->id, 0, DSP_PB(ERROR_CODE__BAD_REQUEST), msg);

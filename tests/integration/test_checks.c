@@ -688,9 +688,118 @@ static void test_bad_settings(void) {
   stop();
 }
 
+/* A worker that leaves the table and comes back while the same member
+   coordinates starts anew (pending), not from the record read at takeover:
+   that record may say "up" for a worker found dead since. */
+static void test_rejoin_after_failover(void) {
+  dsp_client *lead, *c;
+  zkc *z;
+  char orig[1024], state[32] = "";
+  int ever_up = 0, named = 0;
+  if (start() != 0) {
+    stop();
+    CHECK(!"cluster started");
+    return;
+  }
+  lead = client(addrs[0]);
+  CHECK(lead != NULL);
+  CHECK(add_all_checked(lead));
+  dsp_client_free(lead);
+  th_signal(pids[0], SIGKILL);
+  th_wait_exit(pids[0], 10000);
+  pids[0] = 0;
+  c = client(all);
+  CHECK(c != NULL);
+  {
+    uint64_t end = th_now_ms() + 20000;
+    while (!(worker_info(c, "w0", state, sizeof(state), NULL) && strcmp(state, "up") == 0) &&
+           th_now_ms() < end)
+      th_sleep_ms(20);
+  }
+  CHECK_STR(state, "up"); /* from the record */
+  stop_worker(0, SIGKILL);
+  CHECK(wait_state(c, "w0", "down", 20000));
+  z = zkc_connect(zk->connect, 20000);
+  CHECK(z != NULL);
+  CHECK(zkc_get(z, "/dispatcher/health/workers/w0", orig, sizeof(orig), NULL) == ZOK);
+  CHECK(zkc_set(z, "/dispatcher/health/workers/w0", "junk") == ZOK);
+  {
+    uint64_t end = th_now_ms() + 10000;
+    while (worker_info(c, "w0", NULL, 0, NULL) && th_now_ms() < end) th_sleep_ms(20);
+  }
+  CHECK(!worker_info(c, "w0", NULL, 0, NULL));
+  CHECK(zkc_set(z, "/dispatcher/health/workers/w0", orig) == ZOK);
+  {
+    uint64_t end = th_now_ms() + 3000;
+    while (th_now_ms() < end) {
+      int seen[NWORK + 1] = {0};
+      if (worker_info(c, "w0", state, sizeof(state), NULL) && strcmp(state, "up") == 0)
+        ever_up = 1;
+      if (route_n(c, 6, seen, NULL) == 6) named += seen[0];
+      th_sleep_ms(10);
+    }
+  }
+  CHECK(!ever_up);
+  CHECK_INT(named, ==, 0);
+  zkc_close(z);
+  dsp_client_free(c);
+  stop();
+}
+
+/* A request that fits the follower's frame limit but would not once the
+   follower adds its two fields is answered TOO_LARGE by the follower; the
+   link to the coordinator, shared by every forwarded request, stays up. */
+static void test_big_forward(void) {
+  dsp_client *lead, *fol;
+  dsp_pb_request req = DISPATCHER__V1__REQUEST__INIT;
+  Dispatcher__V1__RouteRequest rr = DISPATCHER__V1__ROUTE_REQUEST__INIT;
+  dsp_pb_response *r = NULL;
+  uint8_t *key;
+  size_t keylen = (1u << 20) - 16;
+  char err[256];
+  if (start() != 0) {
+    stop();
+    CHECK(!"cluster started");
+    return;
+  }
+  lead = client(addrs[0]);
+  fol = client(addrs[2]);
+  CHECK(lead != NULL && fol != NULL);
+  CHECK_INT(add_worker(lead, 0, NULL, 0), ==, 0);
+  CHECK(wait_state(lead, "w0", "up", 20000));
+  key = calloc(1, keylen);
+  CHECK(key != NULL);
+  rr.key.data = key;
+  rr.key.len = keylen;
+  rr.strategy = "hash";
+  req.body_case = DSP_PB(REQUEST__BODY_ROUTE);
+  req.route = &rr;
+  req.id = 1000;
+  req.client_token = 1;
+  /* Exactly at the 1 MiB limit. */
+  while (dispatcher__v1__request__get_packed_size(&req) > (1u << 20))
+    rr.key.len -= dispatcher__v1__request__get_packed_size(&req) - (1u << 20);
+  CHECK(dsp_client_call(fol, &req, &r, err, sizeof(err)) == 0);
+  CHECK(r != NULL && r->body_case == DSP_PB(RESPONSE__BODY_ERROR) &&
+        r->error->code == DSP_PB(ERROR_CODE__TOO_LARGE));
+  dsp_client_free_response(r);
+  CHECK(!th_log_has(logs[0], "over the limit", 0));
+  /* The link is fine: a normal route through the same follower. */
+  {
+    int seen[NWORK + 1] = {0};
+    CHECK_INT(route_n(fol, 4, seen, NULL), ==, 4);
+    CHECK_INT(seen[0], ==, 4);
+  }
+  free(key);
+  dsp_client_free(fol);
+  dsp_client_free(lead);
+  stop();
+}
+
 static const test_entry tests[] = {
     TEST(test_killed_and_recovered), TEST(test_hanging_worker), TEST(test_heartbeat),
     TEST(test_passive),              TEST(test_dead_then_failover), TEST(test_bad_settings),
+    TEST(test_rejoin_after_failover), TEST(test_big_forward),
 };
 
 TEST_MAIN(tests)

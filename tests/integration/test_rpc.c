@@ -629,6 +629,15 @@ static void registry_body(void) {
     CHECK(wait_table(lead, "w2=127.0.0.1:9002/9 w3=127.0.0.1:9003/4", 10000));
     CHECK_INT(admin(fol, "weight", "w2", NULL, 7), ==, 0);
     CHECK(wait_table(lead, "w2=127.0.0.1:9002/7 w3=127.0.0.1:9003/4", 10000));
+    /* A weight change applied, then the worker removed: its repeat is
+       still answered with success; a new request is not. */
+    CHECK_INT(admin(fol, "add", "tmpw", "127.0.0.1:9300", 1), ==, 0);
+    CHECK_INT(admin_as(fol, 910, tok, "weight", "tmpw", NULL, 4), ==, 0);
+    CHECK_INT(admin(fol, "rm", "tmpw", NULL, 0), ==, 0);
+    CHECK_INT(admin_as(lead, 910, tok, "weight", "tmpw", NULL, 4), ==, 0);
+    CHECK_INT(admin_as(lead, 911, tok, "weight", "tmpw", NULL, 4), ==,
+              DSP_PB(ERROR_CODE__UNKNOWN_WORKER));
+    CHECK(wait_table(lead, "w2=127.0.0.1:9002/7 w3=127.0.0.1:9003/4", 10000));
   }
 
   /* A new coordinator reads the whole registry when it takes over. */
