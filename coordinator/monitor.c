@@ -547,6 +547,7 @@ static void rec_done(int rc, const char *value, int len, const struct Stat *st, 
       /* Out of memory: the worker starts unchecked (pending), the safe way. */
       if (m->nrecs < m->caprecs && (m->recs[m->nrecs].name = strdup(c->name)) != NULL) {
         m->recs[m->nrecs].mzxid = st->mzxid;
+        m->recs[m->nrecs].used = 0;
         m->recs[m->nrecs].rec = rec;
         m->nrecs++;
       }
