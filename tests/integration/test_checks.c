@@ -63,9 +63,14 @@ static void stop_worker(int i, int sig) {
   wpids[i] = 0;
 }
 
+static void dump_logs_at_exit(void);
+
 static int start(void) {
+  static int registered;
   zk = zkh_start(1);
   if (zk == NULL) return -1;
+  if (!registered) atexit(dump_logs_at_exit); /* after the harness's: runs first */
+  registered = 1;
   all[0] = '\0';
   for (int i = 0; i < NMEM; i++) {
     snprintf(addrs[i], sizeof(addrs[i]), "127.0.0.1:%d", th_free_port());
@@ -78,6 +83,22 @@ static int start(void) {
     if (start_worker(i, "ok") != 0) return -1;
   }
   return 0;
+}
+
+/* The members' last log lines, for a failed scenario. */
+static void dump_logs(void) {
+  for (int i = 0; i < NMEM; i++) {
+    char cmd[1700];
+    fprintf(stderr, "---- %s (last 40 lines)\n", logs[i]);
+    snprintf(cmd, sizeof(cmd), "tail -n 40 '%s' >&2", logs[i]);
+    if (system(cmd) != 0) fprintf(stderr, "(no log)\n");
+  }
+}
+
+/* A CHECK that fails returns before stop(): print the logs at exit then
+   (before the harness removes them). */
+static void dump_logs_at_exit(void) {
+  if (test_failed_flag && zk != NULL) dump_logs();
 }
 
 static void stop(void) {
@@ -97,14 +118,7 @@ static void stop(void) {
     }
     pids[i] = 0;
   }
-  if (test_failed_flag) {
-    for (int i = 0; i < NMEM; i++) {
-      char cmd[1700];
-      fprintf(stderr, "---- %s (last 40 lines)\n", logs[i]);
-      snprintf(cmd, sizeof(cmd), "tail -n 40 '%s' >&2", logs[i]);
-      if (system(cmd) != 0) fprintf(stderr, "(no log)\n");
-    }
-  }
+  if (test_failed_flag) dump_logs();
   zkh_free(zk);
   zk = NULL;
 }
