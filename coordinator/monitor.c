@@ -50,6 +50,8 @@ typedef struct entry {
   int64_t czxid;           /* of the worker znode */
   uint32_t written_seq;    /* h.record_seq last written (or read) */
   uint64_t failures[DSP_MONITOR_KINDS]; /* probe failures by kind */
+  uint64_t rec_since_wall;  /* the record's since_ms, while its state holds */
+  uint64_t rec_changed_ms;  /* h.changed_ms when it was applied */
   dsp_health h;
   char name[DSP_BAL_NAME_MAX + 1];
 } entry;
@@ -380,10 +382,14 @@ static void entry_unref(entry *e) {
 static void entry_begin(entry *e, const dsp_health_settings *s, uint64_t now) {
   const record *r = find_rec(e->m, e->name, e->czxid);
   assert(s != &e->h.settings); /* dsp_health_init clears e->h first */
-  if (r != NULL)
+  if (r != NULL) {
     dsp_health_init_from_record(&e->h, s, &r->rec, now);
-  else
+    e->rec_since_wall = r->rec.since_ms;
+    e->rec_changed_ms = e->h.changed_ms;
+  } else {
     dsp_health_init(&e->h, s, now);
+    e->rec_since_wall = 0;
+  }
   e->written_seq = e->h.record_seq; /* what ZooKeeper holds already */
   apply(e, now);
   schedule_first_probe(e, now);
@@ -490,6 +496,18 @@ const dsp_health *dsp_monitor_health(const dsp_monitor *m, dsp_worker_id id) {
 }
 
 void dsp_monitor_stats_get(const dsp_monitor *m, dsp_monitor_stats *out) { *out = m->stats; }
+
+uint64_t dsp_monitor_state_age(const dsp_monitor *m, dsp_worker_id id, uint64_t now) {
+  const entry *e = entry_of(m, id);
+  if (e == NULL) return 0;
+  if (e->rec_since_wall != 0 && e->h.changed_ms == e->rec_changed_ms) {
+    /* Still in the state the record gave: age it from the record's wall
+       time, so a failover does not reset it. */
+    uint64_t wall = wall_ms();
+    return wall > e->rec_since_wall ? wall - e->rec_since_wall : 0;
+  }
+  return now > e->h.changed_ms ? now - e->h.changed_ms : 0;
+}
 
 int dsp_monitor_failures(const dsp_monitor *m, dsp_worker_id id,
                          uint64_t out[DSP_MONITOR_KINDS]) {

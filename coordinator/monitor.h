@@ -84,6 +84,11 @@ const dsp_health *dsp_monitor_health(const dsp_monitor *m, dsp_worker_id id);
 
 void dsp_monitor_stats_get(const dsp_monitor *m, dsp_monitor_stats *out);
 
+/* How long worker id has been in its state, in ms at monotonic `now`: from
+   its predecessor's record (wall clock) while the state it gave holds, so
+   a failover does not reset it. 0 for an unknown worker. */
+uint64_t dsp_monitor_state_age(const dsp_monitor *m, dsp_worker_id id, uint64_t now);
+
 /* Probe failures of worker id by kind (index: dsp_probe_kind, probe.h;
    DSP_MONITOR_KINDS entries). Returns 0, or -1 for an unknown worker. */
 #define DSP_MONITOR_KINDS 9

@@ -303,7 +303,7 @@ static size_t worker_infos(dsp_balance *t, const dsp_monitor *mon,
       if (h == NULL) continue;
       wi[i].state = (char *)dsp_health_state_name(dsp_health_state_of(h, now));
       wi[i].reason = (char *)h->reason;
-      wi[i].state_ms = now > h->changed_ms ? now - h->changed_ms : 0;
+      wi[i].state_ms = dsp_monitor_state_age(mon, w, now);
       wi[i].check = (char *)h->settings.check;
       wi[i].consecutive_ok = h->consec_ok;
       wi[i].consecutive_fail = h->consec_fail;
