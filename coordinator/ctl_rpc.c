@@ -217,7 +217,8 @@ int dsp_ctl_status_main(int argc, char **argv, const dsp_ctl_opts *o) {
     for (size_t i = 0; i < coord->n_workers; i++) {
       const Dispatcher__V1__WorkerInfo *w = coord->workers[i];
       printf("%-20s %-22s %6u %-9s %9" PRIu64 " %11.3f\n", w->name, w->addr, w->weight,
-             w->eligible ? "up" : "down", w->inflight, w->latency_ms);
+             w->state && w->state[0] ? w->state : (w->eligible ? "up" : "down"), w->inflight,
+             w->latency_ms);
     }
     if (coord->n_workers == 0) printf("(the coordinator's worker table is empty)\n");
   }
