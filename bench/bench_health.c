@@ -137,6 +137,16 @@ static void fail_run(const char *fmt, ...) {
   fprintf(stderr, "bench-health: %s\n", msg);
 }
 
+/* "CODE: message" for an error reply, "unexpected reply" for anything
+   else that was not wanted. */
+static void describe_reply(const dsp_pb_response *resp, char *out, size_t len) {
+  if (resp->body_case == DSP_PB(RESPONSE__BODY_ERROR))
+    snprintf(out, len, "%s: %s", dsp_rpc_code_name(resp->error->code),
+             resp->error->message ? resp->error->message : "");
+  else
+    snprintf(out, len, "unexpected reply");
+}
+
 static void progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void progress(const char *fmt, ...) {
   va_list ap;
@@ -439,13 +449,7 @@ static int admin_all(admin_kind kind) {
     if (resp->body_case != DSP_PB(RESPONSE__BODY_WORKER)) {
       refused++;
       if (ADM.first_error[0] == '\0')
-        snprintf(ADM.first_error, sizeof(ADM.first_error), "%s: %s",
-                 resp->body_case == DSP_PB(RESPONSE__BODY_ERROR)
-                     ? dsp_rpc_code_name(resp->error->code)
-                     : "unexpected reply",
-                 resp->body_case == DSP_PB(RESPONSE__BODY_ERROR) && resp->error->message
-                     ? resp->error->message
-                     : "");
+        describe_reply(resp, ADM.first_error, sizeof(ADM.first_error));
     }
     dsp_client_free_response(resp);
     got++;
@@ -656,13 +660,7 @@ static int phase_c(void) {
       }
     } else {
       if (route_errors++ == 0)
-        snprintf(route_error, sizeof(route_error), "%s: %s",
-                 resp->body_case == DSP_PB(RESPONSE__BODY_ERROR)
-                     ? dsp_rpc_code_name(resp->error->code)
-                     : "unexpected reply",
-                 resp->body_case == DSP_PB(RESPONSE__BODY_ERROR) && resp->error->message
-                     ? resp->error->message
-                     : "");
+        describe_reply(resp, route_error, sizeof(route_error));
     }
     dsp_client_free_response(resp);
     all_gone = 1;
@@ -792,7 +790,7 @@ static void report(void) {
     rate = (double)w->probes / w->probe_secs;
     expect = w->probe_secs * 1000.0 / (double)S.interval_ms;
     snprintf(name, sizeof(name), "probe rate, B %s", load_name(w));
-    snprintf(got, sizeof(got), "%.0f/s", rate);
+    snprintf(got, sizeof(got), "%.1f/s", rate);
     snprintf(want, sizeof(want), ">= %.0f/s", ideal);
     target(name, got, want, verdict(rate >= ideal));
     snprintf(name, sizeof(name), "  min probes per identity (%.2f s)", w->probe_secs);

@@ -1,10 +1,9 @@
 /*
  * monitor.c: see monitor.h.
  *
- * Per worker: an entry with its dsp_health, a probe timer (fixed cadence:
- * each round is scheduled when the previous one starts, so a slow worker
- * never stretches its own interval, and a round that finds the previous
- * probe still running is counted as skipped) and a tick timer for what
+ * Per worker: an entry with its dsp_health, a probe timer (a fixed cadence
+ * on absolute times, each worker with its own phase: see on_probe_due)
+ * and a tick timer for what
  * expires by itself (heartbeats, passive ejection). Entries hang off the
  * table through dsp_balance_set_data(), so a Report finds its worker's
  * health without a second lookup.
@@ -78,7 +77,6 @@ struct dsp_monitor {
   size_t nrecs, caprecs;
   unsigned loading;
   int loaded;
-  dsp_monitor_stats stats;
   int closing;
   char base[PATH_LEN];     /* /dispatcher/<cluster> */
   char folder[PATH_LEN];   /* base/health */
@@ -178,10 +176,8 @@ static void write_done(int rc, const void *d) {
     if (send_write(m, w) == 0) return;
   }
   if (rc == ZOK) {
-    m->stats.records_written++;
     e->written_seq = w->seq;
   } else {
-    m->stats.records_refused++;
     /* A failed fence check is NONODE on op 0; a session or connection
        error is copied into every op. Either way the write is tried again
        after the worker's next probe or heartbeat (apply()). */
@@ -257,7 +253,6 @@ static void apply(entry *e, uint64_t now) {
   uint64_t next;
   if (el != dsp_balance_worker_eligible(m->table, e->id)) {
     dsp_balance_set_eligible(m->table, e->id, el);
-    m->stats.transitions++;
     if (el)
       DSP_INFO("worker %s up: %s", e->name, e->h.reason[0] ? e->h.reason : "eligible");
     else
@@ -285,14 +280,10 @@ static void on_probe_due(uv_timer_t *t);
 
 static void on_probe_done(void *arg, const dsp_probe_result *r) {
   entry *e = arg;
-  dsp_monitor *m = e->m;
   uint64_t now = dsp_now_ms();
   e->probing = 0;
-  m->stats.probes++;
-  if (!r->ok) {
-    m->stats.probe_failures++;
+  if (!r->ok)
     e->failures[r->kind > 0 && r->kind < DSP_MONITOR_KINDS ? r->kind : DSP_PROBE_OTHER]++;
-  }
   dsp_health_probe_result(&e->h, r->ok, r->reason, r->latency_us, now);
   apply(e, now);
 }
@@ -318,14 +309,10 @@ static void on_probe_due(uv_timer_t *t) {
   if (now > e->due && now - e->due >= s->interval_ms) {
     /* A whole round behind (the loop stalled): skip, keep the phase. */
     uint64_t rounds = (now - e->due) / s->interval_ms + 1;
-    m->stats.skipped += rounds;
     e->due += rounds * s->interval_ms;
   }
   uv_timer_start(&e->probe_timer, on_probe_due, e->due > now ? e->due - now : 0, 0);
-  if (e->probing) {
-    m->stats.skipped++;
-    return;
-  }
+  if (e->probing) return; /* the last one still runs (a stalled loop): skip */
   memset(&spec, 0, sizeof(spec));
   spec.url = s->check;
   spec.timeout_ms = s->timeout_ms;
@@ -338,12 +325,12 @@ static void on_probe_due(uv_timer_t *t) {
   if (rc == 0) {
     e->probing = 1;
   } else {
-    char why[96];
-    uint64_t t_ms = dsp_now_ms();
-    snprintf(why, sizeof(why), "cannot probe: %s", uv_strerror(rc));
-    e->failures[DSP_PROBE_OTHER]++;
-    dsp_health_probe_result(&e->h, 0, why, 0, t_ms);
-    apply(e, t_ms);
+    /* Counted like any failed probe. */
+    dsp_probe_result r;
+    memset(&r, 0, sizeof(r));
+    r.kind = DSP_PROBE_OTHER;
+    snprintf(r.reason, sizeof(r.reason), "cannot probe: %s", uv_strerror(rc));
+    on_probe_done(e, &r);
   }
 }
 
@@ -495,7 +482,6 @@ const dsp_health *dsp_monitor_health(const dsp_monitor *m, dsp_worker_id id) {
   return e ? &e->h : NULL;
 }
 
-void dsp_monitor_stats_get(const dsp_monitor *m, dsp_monitor_stats *out) { *out = m->stats; }
 
 uint64_t dsp_monitor_state_age(const dsp_monitor *m, dsp_worker_id id, uint64_t now) {
   const entry *e = entry_of(m, id);

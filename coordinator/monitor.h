@@ -30,16 +30,6 @@
 
 typedef struct dsp_monitor dsp_monitor;
 
-/* Counters for Status and benchmarks. */
-typedef struct {
-  uint64_t probes;         /* results received */
-  uint64_t probe_failures;
-  uint64_t skipped;        /* rounds skipped: the previous probe still ran */
-  uint64_t transitions;    /* eligibility changes */
-  uint64_t records_written;
-  uint64_t records_refused; /* fenced off, or ZooKeeper failed */
-} dsp_monitor_stats;
-
 /* A monitor on `loop` for `cluster` (copied). Returns NULL when out of
    memory or when curl cannot start. Ends with dsp_monitor_close(). */
 dsp_monitor *dsp_monitor_new(uv_loop_t *loop, const char *cluster);
@@ -81,8 +71,6 @@ void dsp_monitor_report(dsp_monitor *m, dsp_worker_id id, int ok);
 /* The worker's health, or NULL. Valid until the next call into the monitor
    or the loop. */
 const dsp_health *dsp_monitor_health(const dsp_monitor *m, dsp_worker_id id);
-
-void dsp_monitor_stats_get(const dsp_monitor *m, dsp_monitor_stats *out);
 
 /* How long worker id has been in its state, in ms at monotonic `now`: from
    its predecessor's record (wall clock) while the state it gave holds, so

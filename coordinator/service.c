@@ -505,15 +505,16 @@ static void status(dsp_service *s, dsp_rpc_conn *c, const dsp_pb_request *req) {
 int dsp_service_on_raw(void *svc, dsp_rpc_conn *c, const uint8_t *raw, size_t rawlen) {
   dsp_service *s = svc;
   dsp_pb_envelope env;
-  /* A follower forwards route, report, worker_list and heartbeat as they
-     came; only their envelope is read (frame.h). Anything else, or bytes
-     the peek does not vouch for, take the decoding path. */
-  if (s->forwarder == NULL || dsp_pb_peek(raw, rawlen, &env) != 0 || env.origin_id != 0)
+  /* A follower (no table: it cannot be coordinating) forwards route,
+     report, worker_list and heartbeat as they came; only their envelope is
+     read (frame.h). A coordinator decodes everything anyway, so it skips
+     the scan; so does anything the scan does not vouch for. */
+  if (s->forwarder == NULL || s->table != NULL || dsp_pb_peek(raw, rawlen, &env) != 0 ||
+      env.origin_id != 0)
     return 0;
   if (env.body != DSP_PB(REQUEST__BODY_ROUTE) && env.body != DSP_PB(REQUEST__BODY_REPORT) &&
       env.body != DSP_PB(REQUEST__BODY_WORKER_LIST) && env.body != DSP_PB(REQUEST__BODY_HEARTBEAT))
     return 0;
-  if (coordinating(s, NULL)) return 0;
   dsp_forwarder_submit(s->forwarder, c, env.id, raw, rawlen);
   return 1;
 }

@@ -68,21 +68,8 @@ cleanup() {
 trap cleanup EXIT
 die() { echo "bench-health.sh: $*" >&2; exit 1; }
 
-# ZooKeeper, configured as scripts/cluster.sh does.
-mkdir -p "$work/zk/data"
-cat >"$work/zk/zoo.cfg" <<CFG
-tickTime=500
-initLimit=10
-syncLimit=5
-dataDir=$work/zk/data
-clientPort=$zk_port
-clientPortAddress=127.0.0.1
-minSessionTimeout=1000
-maxSessionTimeout=60000
-4lw.commands.whitelist=ruok,stat,srvr,mntr,cons,wchc,wchp,dump
-admin.enableServer=false
-CFG
-"$root/scripts/zkserver.sh" "$work/zk/zoo.cfg" >"$work/zk.log" 2>&1 &
+# ZooKeeper, configured as scripts/cluster.sh runs it.
+"$root/scripts/zkserver.sh" --standalone "$work/zk" "$zk_port" >"$work/zk.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 300); do
   [[ "$(echo ruok | nc -q1 -w1 127.0.0.1 "$zk_port" 2>/dev/null)" == imok ]] && break

@@ -66,20 +66,7 @@ zk_up() { # three tries: a busy machine can miss one
 start_zk() {
   if alive "$state/zk.pid"; then return; fi
   if zk_up; then die "port $zk_port already answers ZooKeeper but not ours; set DSP_ZK_PORT"; fi
-  mkdir -p "$state/zk/data"
-  cat >"$state/zk/zoo.cfg" <<CFG
-tickTime=500
-initLimit=10
-syncLimit=5
-dataDir=$state/zk/data
-clientPort=$zk_port
-clientPortAddress=127.0.0.1
-minSessionTimeout=1000
-maxSessionTimeout=60000
-4lw.commands.whitelist=ruok,stat,srvr,mntr,cons,wchc,wchp,dump
-admin.enableServer=false
-CFG
-  nohup "$root/scripts/zkserver.sh" "$state/zk/zoo.cfg" >"$state/zk.log" 2>&1 &
+  nohup "$root/scripts/zkserver.sh" --standalone "$state/zk" "$zk_port" >"$state/zk.log" 2>&1 &
   echo $! >"$state/zk.pid"
   for _ in $(seq 300); do
     zk_up && { echo "ZooKeeper up on 127.0.0.1:$zk_port (pid $(cat "$state/zk.pid"))"; return; }
@@ -117,7 +104,13 @@ start_worker() {
 
 cmd_up() {
   "$root/scripts/setup.sh"
-  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  # A build tree keeps the type it was made with (scripts/bench.sh runs us
+  # on its Release tree); a new one is RelWithDebInfo.
+  if [[ -f $build/CMakeCache.txt ]]; then
+    cmake -S "$root" -B "$build" >/dev/null
+  else
+    cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  fi
   cmake --build "$build" --target dispatcherd dispatchctl dispatch-worker -j"$(nproc)" >/dev/null
   mkdir -p "$state"
   start_zk

@@ -1,9 +1,31 @@
 #!/usr/bin/env bash
 # zkserver.sh CFG: run Debian's ZooKeeper server in the foreground with the
 # zoo.cfg at CFG. It execs java, so the caller's pid is the server's pid.
-# Used by scripts/cluster.sh and by the test harness (tests/harness.c).
+# Used by the test harness (tests/harness.c), which writes its own CFG.
+#
+# zkserver.sh --standalone DIR PORT: the same with a zoo.cfg written into
+# DIR (data in DIR/data) for one local server on 127.0.0.1:PORT, as
+# scripts/cluster.sh and scripts/bench-health.sh run it.
 set -euo pipefail
-cfg=${1:?usage: zkserver.sh PATH/TO/zoo.cfg}
+if [[ ${1:-} == --standalone ]]; then
+  dir=${2:?usage: zkserver.sh --standalone DIR PORT}
+  port=${3:?usage: zkserver.sh --standalone DIR PORT}
+  mkdir -p "$dir/data"
+  cat >"$dir/zoo.cfg" <<CFG
+tickTime=500
+initLimit=10
+syncLimit=5
+dataDir=$dir/data
+clientPort=$port
+clientPortAddress=127.0.0.1
+minSessionTimeout=1000
+maxSessionTimeout=60000
+4lw.commands.whitelist=ruok,stat,srvr,mntr,cons,wchc,wchp,dump
+admin.enableServer=false
+CFG
+  set -- "$dir/zoo.cfg"
+fi
+cfg=${1:?usage: zkserver.sh PATH/TO/zoo.cfg | --standalone DIR PORT}
 [[ -r $cfg ]] || { echo "zkserver.sh: cannot read $cfg" >&2; exit 2; }
 jar=/usr/share/java/zookeeper.jar
 [[ -r $jar ]] || { echo "zkserver.sh: $jar missing: run scripts/setup.sh" >&2; exit 1; }

@@ -151,6 +151,30 @@ void th_signal(pid_t pid, int sig) {
   if (pid > 0) kill(pid, sig);
 }
 
+int th_stop_clean(pid_t pid, const char *log, const char *name) {
+  int status, ok;
+  th_signal(pid, SIGCONT);
+  th_signal(pid, SIGTERM);
+  status = th_wait_exit(pid, 10000);
+  if (status == -1) {
+    th_signal(pid, SIGKILL);
+    th_wait_exit(pid, 10000);
+  }
+  ok = status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  if (!ok) fprintf(stderr, "%s did not exit 0 after SIGTERM (status %d)%s%s\n", name, status,
+                   log ? "; see " : "", log ? log : "");
+  if (log != NULL && (th_log_has(log, "Sanitizer", 0) || th_log_has(log, "runtime error:", 0) ||
+                      th_log_has(log, "handles still open", 0))) {
+    char cmd[700];
+    fprintf(stderr, "%s: sanitizer report or leaked handles in %s:\n", name, log);
+    snprintf(cmd, sizeof(cmd),
+             "grep -A30 -m1 'Sanitizer\\|runtime error:\\|handles still open' '%s' >&2", log);
+    if (system(cmd) != 0) fprintf(stderr, "(could not print it)\n");
+    ok = 0;
+  }
+  return ok;
+}
+
 /* ---- logs --------------------------------------------------------------- */
 
 static char *slurp(const char *path, long from, long *len) {

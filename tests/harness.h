@@ -61,6 +61,14 @@ long th_log_size(const char *log);
 /* Poll until th_log_has() or timeout; returns 1 if found. */
 int th_wait_log(const char *log, const char *needle, long from, int timeout_ms);
 
+/*
+ * Stop a process as an operator would: SIGCONT, SIGTERM, up to 10 s to
+ * exit (SIGKILL after). Returns 1 if it exited 0 and its log (may be NULL)
+ * holds no sanitizer report and no "handles still open"; otherwise prints
+ * why, with the report, naming it `name`, and returns 0.
+ */
+int th_stop_clean(pid_t pid, const char *log, const char *name);
+
 /* A loopback TCP port nobody listens on right now. */
 int th_free_port(void);
 

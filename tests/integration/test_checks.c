@@ -104,18 +104,10 @@ static void dump_logs_at_exit(void) {
 static void stop(void) {
   for (int i = 0; i < NWORK; i++) stop_worker(i, SIGTERM);
   for (int i = 0; i < NMEM; i++) {
-    int status;
+    char name[8];
     if (pids[i] == 0) continue;
-    th_signal(pids[i], SIGTERM);
-    status = th_wait_exit(pids[i], 10000);
-    if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-      fprintf(stderr, "h%d did not exit 0 (status %d)\n", i + 1, status);
-      test_failed_flag = 1;
-    }
-    if (th_log_has(logs[i], "Sanitizer", 0) || th_log_has(logs[i], "runtime error:", 0)) {
-      fprintf(stderr, "sanitizer report in %s\n", logs[i]);
-      test_failed_flag = 1;
-    }
+    snprintf(name, sizeof(name), "h%d", i + 1);
+    if (!th_stop_clean(pids[i], logs[i], name)) test_failed_flag = 1;
     pids[i] = 0;
   }
   if (test_failed_flag) dump_logs();
@@ -186,47 +178,54 @@ static int add_worker(dsp_client *c, int i, const char *check_path, unsigned ttl
 
 /* Worker `name` as the coordinator sees it: copies state and counters into
    the out parameters (NULL to skip). Returns 1 if found. */
-static int worker_info(dsp_client *c, const char *name, char *state, size_t slen,
-                       Dispatcher__V1__WorkerInfo *out) {
+/* The coordinator's table, through c (NULL on an error). Free it with
+   dsp_client_free_response(). */
+static dsp_pb_response *worker_list(dsp_client *c) {
   dsp_pb_request req = DISPATCHER__V1__REQUEST__INIT;
   Dispatcher__V1__WorkerListRequest wl = DISPATCHER__V1__WORKER_LIST_REQUEST__INIT;
   dsp_pb_response *r;
-  int found = 0;
   req.body_case = DSP_PB(REQUEST__BODY_WORKER_LIST);
   req.worker_list = &wl;
-  if ((r = call(c, &req)) == NULL) return 0;
-  if (r->body_case == DSP_PB(RESPONSE__BODY_WORKER_LIST)) {
-    for (size_t i = 0; i < r->worker_list->n_workers; i++) {
-      const Dispatcher__V1__WorkerInfo *w = r->worker_list->workers[i];
-      if (strcmp(w->name, name) != 0) continue;
-      found = 1;
-      if (state) snprintf(state, slen, "%s", w->state);
-      if (out) {
-        *out = *w;
-        out->name = out->addr = out->state = out->reason = out->check = out->last_error = NULL;
-      }
-    }
+  if ((r = call(c, &req)) != NULL && r->body_case != DSP_PB(RESPONSE__BODY_WORKER_LIST)) {
+    dsp_client_free_response(r);
+    r = NULL;
+  }
+  return r;
+}
+
+/* Worker `name` in a worker_list() answer, or NULL. */
+static const Dispatcher__V1__WorkerInfo *find_worker(const dsp_pb_response *r,
+                                                     const char *name) {
+  for (size_t i = 0; r != NULL && i < r->worker_list->n_workers; i++)
+    if (strcmp(r->worker_list->workers[i]->name, name) == 0) return r->worker_list->workers[i];
+  return NULL;
+}
+
+/* Worker `name` as the coordinator sees it: its state into state[slen] and
+   its numbers into *out (either may be NULL; out's strings and lists are
+   left NULL). Returns 1 if found. */
+static int worker_info(dsp_client *c, const char *name, char *state, size_t slen,
+                       Dispatcher__V1__WorkerInfo *out) {
+  dsp_pb_response *r = worker_list(c);
+  const Dispatcher__V1__WorkerInfo *w = find_worker(r, name);
+  if (w != NULL && state) snprintf(state, slen, "%s", w->state);
+  if (w != NULL && out) {
+    *out = *w;
+    out->name = out->addr = out->state = out->reason = out->check = out->last_error = NULL;
+    out->n_failures = 0;
+    out->failures = NULL;
   }
   dsp_client_free_response(r);
-  return found;
+  return w != NULL;
 }
 
 /* Probe failures of worker `name` of one kind ("refused", "status", …). */
 static long failures_of(dsp_client *c, const char *name, const char *kind) {
-  dsp_pb_request req = DISPATCHER__V1__REQUEST__INIT;
-  Dispatcher__V1__WorkerListRequest wl = DISPATCHER__V1__WORKER_LIST_REQUEST__INIT;
-  dsp_pb_response *r;
-  long n = 0;
-  req.body_case = DSP_PB(REQUEST__BODY_WORKER_LIST);
-  req.worker_list = &wl;
-  if ((r = call(c, &req)) == NULL) return -1;
-  for (size_t i = 0; r->body_case == DSP_PB(RESPONSE__BODY_WORKER_LIST) &&
-                     i < r->worker_list->n_workers; i++) {
-    const Dispatcher__V1__WorkerInfo *w = r->worker_list->workers[i];
-    if (strcmp(w->name, name) != 0) continue;
-    for (size_t k = 0; k < w->n_failures; k++)
-      if (strcmp(w->failures[k]->kind, kind) == 0) n = (long)w->failures[k]->count;
-  }
+  dsp_pb_response *r = worker_list(c);
+  const Dispatcher__V1__WorkerInfo *w = find_worker(r, name);
+  long n = r != NULL ? 0 : -1;
+  for (size_t k = 0; w != NULL && k < w->n_failures; k++)
+    if (strcmp(w->failures[k]->kind, kind) == 0) n = (long)w->failures[k]->count;
   dsp_client_free_response(r);
   return n;
 }
@@ -444,6 +443,15 @@ static void test_hanging_worker(void) {
     CHECK(b.probes >= a.probes + 5);
     CHECK_INT(b.probe_failures, ==, a.probe_failures);
   }
+  /* And w1's failure is its own timeout. */
+  {
+    dsp_pb_response *r = worker_list(lead);
+    const Dispatcher__V1__WorkerInfo *w = find_worker(r, "w1");
+    CHECK(w != NULL);
+    CHECK_STR(w->last_error, "timeout after 3000 ms");
+    dsp_client_free_response(r);
+  }
+  CHECK(failures_of(lead, "w1", "timeout") >= 1);
   zkc_close(z);
   dsp_client_free(lead);
   stop();
@@ -502,15 +510,46 @@ static void test_heartbeat(void) {
     CHECK_INT(th_wait_exit(hb, 10000), ==, 0);
   }
   CHECK(wait_state(lead, "w0", "up", 20000));
-  /* Heartbeats for a worker not in heartbeat mode, or unknown: errors. */
+  /* Heartbeats for a worker not in heartbeat mode, or unknown: errors
+     (exit 1); bad usage of the new flags: exit 2, naming the flag. */
   {
-    char *argv[] = {(char *)th_bin("dispatchctl"), "-s", all, "heartbeat", "w1", NULL};
-    int st;
-    long from = th_log_size(ctl_log);
-    hb = th_spawn(ctl_log, argv);
-    st = th_wait_exit(hb, 10000);
-    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1);
-    CHECK(th_log_has(ctl_log, "not in heartbeat mode", from));
+    static const char *const cases[][6] = {
+        {"heartbeat", "w1", NULL, NULL, "1", "not in heartbeat mode"},
+        {"heartbeat", "nosuch", NULL, NULL, "1", "UNKNOWN_WORKER"},
+        {"heartbeat", NULL, NULL, NULL, "2", "needs the worker's NAME"},
+        {"heartbeat", "w0", "--every", "5", "2", "--every: '5'"},
+        {"worker", "add", "w9", NULL, "2", "add needs NAME and HOST:PORT"},
+        {"worker", "rm", "w1", "--check=http://h/", "2", "go with add"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+      char *argv[8] = {(char *)th_bin("dispatchctl"), "-s", all};
+      int st, k = 3;
+      long from = th_log_size(ctl_log);
+      for (int j = 0; j < 4 && cases[i][j] != NULL; j++) argv[k++] = (char *)cases[i][j];
+      argv[k] = NULL;
+      hb = th_spawn(ctl_log, argv);
+      st = th_wait_exit(hb, 10000);
+      CHECK(WIFEXITED(st) && WEXITSTATUS(st) == atoi(cases[i][4]));
+      CHECK(th_log_has(ctl_log, cases[i][5], from));
+    }
+  }
+  {
+    static const char *const bad[][2] = {
+        {"--check", "ftp://h/health"},
+        {"--heartbeat-ttl", "5"},
+        {"--weight", "0"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+      char *argv[] = {(char *)th_bin("dispatchctl"), "-s", all, "worker", "add", "w9",
+                      "127.0.0.1:9", (char *)bad[i][0], (char *)bad[i][1], NULL};
+      int st;
+      long from = th_log_size(ctl_log);
+      hb = th_spawn(ctl_log, argv);
+      st = th_wait_exit(hb, 10000);
+      CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+      CHECK(th_log_has(ctl_log, bad[i][0], from));
+    }
+    CHECK(!worker_info(lead, "w9", NULL, 0, NULL));
   }
   dsp_client_free(lead);
   dsp_client_free(fol);
@@ -607,16 +646,10 @@ static void test_dead_then_failover(void) {
   /* The new coordinator's view came from the records: the dead worker
      down, the others up without waiting for a probe. */
   {
-    dsp_pb_request req = DISPATCHER__V1__REQUEST__INIT;
-    Dispatcher__V1__WorkerListRequest wl = DISPATCHER__V1__WORKER_LIST_REQUEST__INIT;
-    dsp_pb_response *r;
+    dsp_pb_response *r = worker_list(fol);
     int n = 0;
-    req.body_case = DSP_PB(REQUEST__BODY_WORKER_LIST);
-    req.worker_list = &wl;
-    r = call(fol, &req);
-    CHECK(r != NULL && r->body_case == DSP_PB(RESPONSE__BODY_WORKER_LIST));
-    for (size_t i = 0; r && r->body_case == DSP_PB(RESPONSE__BODY_WORKER_LIST) &&
-                       i < r->worker_list->n_workers; i++) {
+    CHECK(r != NULL);
+    for (size_t i = 0; r != NULL && i < r->worker_list->n_workers; i++) {
       const Dispatcher__V1__WorkerInfo *w = r->worker_list->workers[i];
       CHECK_STR(w->state, strcmp(w->name, "w1") == 0 ? "down" : "up");
       CHECK(strncmp(w->reason, "from record: ", 13) == 0);

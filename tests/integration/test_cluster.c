@@ -169,24 +169,11 @@ static void teardown(void) {
   }
   for (int i = 0; i < cl.n; i++) {
     if (cl.m[i].pid > 0) {
-      int status;
-      th_signal(cl.m[i].pid, SIGCONT);
-      th_signal(cl.m[i].pid, SIGTERM);
-      status = th_wait_exit(cl.m[i].pid, 10000);
-      if (status == -1) th_signal(cl.m[i].pid, SIGKILL);
-      if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        fprintf(stderr, "%s did not exit 0 after SIGTERM (status %d); see %s\n",
-                cl.m[i].id, status, cl.m[i].log);
+      if (!th_stop_clean(cl.m[i].pid, cl.m[i].log[0] ? cl.m[i].log : NULL, cl.m[i].id))
         test_failed_flag = 1;
-      }
-    }
-    if (cl.m[i].log[0] != '\0' && (th_log_has(cl.m[i].log, "Sanitizer", 0) ||
-                                   th_log_has(cl.m[i].log, "runtime error:", 0))) {
-      fprintf(stderr, "sanitizer report in %s:\n", cl.m[i].log);
-      char cmd[600];
-      snprintf(cmd, sizeof(cmd), "grep -A30 -m1 'Sanitizer\\|runtime error:' '%s' >&2",
-               cl.m[i].log);
-      if (system(cmd) != 0) fprintf(stderr, "(could not print it)\n");
+    } else if (cl.m[i].log[0] != '\0' && (th_log_has(cl.m[i].log, "Sanitizer", 0) ||
+                                          th_log_has(cl.m[i].log, "runtime error:", 0))) {
+      fprintf(stderr, "sanitizer report in %s\n", cl.m[i].log);
       test_failed_flag = 1;
     }
   }
@@ -599,6 +586,14 @@ static void test_bad_flags(void) {
       {"--default-strategy", "fastest", "--default-strategy"},
       {"--max-frame", "10", "--max-frame"},
       {"--client-idle-timeout", "x", "--client-idle-timeout"},
+      {"--check-fall", "0", "--check-fall: \"fall\" 0 is out of range"},
+      {"--check-interval", "soon", "--check-interval"},
+      {"--check-timeout", "5000", "timeout_ms 5000 must be below interval_ms 2000"},
+      {"--check-jitter", "101", "--check-jitter"},
+      {"--check-expect-status", "7xx", "--check-expect-status"},
+      {"--check-body-limit", "0", "--check-body-limit"},
+      {"--max-fails", "-1", "--max-fails"},
+      {"--fail-timeout", "", "--fail-timeout"},
       {"--bogus", NULL, "unknown option"},
   };
   char log[512];
@@ -618,6 +613,7 @@ static void test_bad_flags(void) {
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     CHECK(th_log_has(log, "Usage: dispatcherd", 0));
     CHECK(th_log_has(log, "--session-timeout", 0));
+    CHECK(th_log_has(log, "--check-interval", 0));
   }
 }
 

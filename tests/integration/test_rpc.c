@@ -51,18 +51,10 @@ static int start(int n) {
 
 static void stop(int n) {
   for (int i = 0; i < n; i++) {
-    int status;
+    char name[8];
     if (pids[i] == 0) continue; /* already stopped by the test */
-    th_signal(pids[i], SIGTERM);
-    status = th_wait_exit(pids[i], 10000);
-    if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-      fprintf(stderr, "r%d did not exit 0 (status %d)\n", i + 1, status);
-      test_failed_flag = 1;
-    }
-    if (th_log_has(logs[i], "Sanitizer", 0) || th_log_has(logs[i], "runtime error:", 0)) {
-      fprintf(stderr, "sanitizer report in %s\n", logs[i]);
-      test_failed_flag = 1;
-    }
+    snprintf(name, sizeof(name), "r%d", i + 1);
+    if (!th_stop_clean(pids[i], logs[i], name)) test_failed_flag = 1;
   }
   zkh_free(zk);
   zk = NULL;
