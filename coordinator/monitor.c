@@ -4,7 +4,17 @@
  * Per worker: an entry with its dsp_health, a probe timer (a fixed cadence
  * on absolute times, each worker with its own phase: see on_probe_due)
  * and a tick timer for what
- * expires by itself (heartbeats, passive ejection). Entries hang off the
+ * expires by itself (heartbeats, passive ejection).
+ *
+ * Pacing: a due probe is not started by its timer but queued, and an idle
+ * handle starts the queue a few at a time, one batch per loop turn. libuv's
+ * timers tick in milliseconds, so at 10,000 probes a second ten fall due
+ * together each tick; started at once, they would make every RPC read in
+ * that turn wait for all ten (and for curl sending ten requests). While the
+ * queue is not empty the loop polls without blocking between batches, so
+ * RPC reads come first and a Route waits behind one small batch at most.
+ * A batch is 1 + queued / PACE_SHARE: when the loop is busy the queue
+ * grows until the batches keep up, never a round behind. Entries hang off the
  * table through dsp_balance_set_data(), so a Report finds its worker's
  * health without a second lookup.
  *
@@ -32,6 +42,8 @@
 /* A worker not known to be up is first probed within this (spread, so a
    takeover with thousands of workers does not open them all at once). */
 #define FIRST_PROBE_SPREAD_MS 250
+/* Each loop turn starts 1 + (due probes waiting) / PACE_SHARE of them. */
+#define PACE_SHARE 8
 
 typedef struct entry {
   struct entry *prev, *next; /* the monitor's live entries */
@@ -41,6 +53,8 @@ typedef struct entry {
   uv_timer_t probe_timer, tick_timer;
   int refs;                /* open handles + record writes in flight */
   int probing;             /* a probe in flight */
+  int queued;              /* due, waiting in the pacer's FIFO */
+  struct entry *q_prev, *q_next;
   int rephase;             /* the next round picks a random phase */
   uint64_t due;            /* loop time (uv_now) the next round starts */
   int waiting_record;      /* added before the records were read */
@@ -64,6 +78,9 @@ typedef struct {
 
 struct dsp_monitor {
   uv_loop_t *loop;
+  uv_idle_t pacer;         /* active while due probes wait */
+  entry *q_head, *q_tail;  /* due probes, oldest first */
+  size_t nqueued;
   dsp_member *member;
   dsp_prober *prober;
   dsp_balance *table;      /* while coordinator */
@@ -288,31 +305,11 @@ static void on_probe_done(void *arg, const dsp_probe_result *r) {
   apply(e, now);
 }
 
-static void on_probe_due(uv_timer_t *t) {
-  entry *e = DSP_CONTAINER_OF(t, entry, probe_timer);
+static void probe_now(entry *e) {
   dsp_monitor *m = e->m;
   const dsp_health_settings *s = &e->h.settings;
-  uint64_t now = uv_now(m->loop), delay;
   dsp_probe_spec spec;
   int rc;
-  if (s->check[0] == '\0') return;
-  /* A fixed cadence, kept on absolute times: a timer that fires late does
-     not push the rounds after it, and workers keep their own phases
-     instead of bunching up in the loop turns where their timers happened
-     to fire together. After a quick first probe, the next round takes a
-     random phase within the interval, so workers added together spread
-     out. */
-  delay = e->rephase ? 1 + rand64(m) % s->interval_ms
-                     : dsp_health_next_probe_delay(s, rand64(m));
-  e->rephase = 0;
-  e->due += delay;
-  if (now > e->due && now - e->due >= s->interval_ms) {
-    /* A whole round behind (the loop stalled): skip, keep the phase. */
-    uint64_t rounds = (now - e->due) / s->interval_ms + 1;
-    e->due += rounds * s->interval_ms;
-  }
-  uv_timer_start(&e->probe_timer, on_probe_due, e->due > now ? e->due - now : 0, 0);
-  if (e->probing) return; /* the last one still runs (a stalled loop): skip */
   memset(&spec, 0, sizeof(spec));
   spec.url = s->check;
   spec.timeout_ms = s->timeout_ms;
@@ -334,12 +331,76 @@ static void on_probe_due(uv_timer_t *t) {
   }
 }
 
+/* ---- pacing (see the top of the file) ---- */
+
+static void unqueue(entry *e) {
+  dsp_monitor *m = e->m;
+  if (!e->queued) return;
+  if (e->q_prev) e->q_prev->q_next = e->q_next;
+  else m->q_head = e->q_next;
+  if (e->q_next) e->q_next->q_prev = e->q_prev;
+  else m->q_tail = e->q_prev;
+  e->q_prev = e->q_next = NULL;
+  e->queued = 0;
+  m->nqueued--;
+  if (m->nqueued == 0) uv_idle_stop(&m->pacer);
+}
+
+static void on_pace(uv_idle_t *h) {
+  dsp_monitor *m = DSP_CONTAINER_OF(h, dsp_monitor, pacer);
+  size_t n = 1 + m->nqueued / PACE_SHARE;
+  while (n-- > 0 && m->q_head != NULL) {
+    entry *e = m->q_head;
+    unqueue(e);
+    probe_now(e); /* may not touch the queue: its callback runs later */
+  }
+}
+
+static void enqueue(entry *e) {
+  dsp_monitor *m = e->m;
+  if (e->queued) return;
+  e->q_prev = m->q_tail;
+  e->q_next = NULL;
+  if (m->q_tail) m->q_tail->q_next = e;
+  else m->q_head = e;
+  m->q_tail = e;
+  e->queued = 1;
+  if (m->nqueued++ == 0) uv_idle_start(&m->pacer, on_pace);
+}
+
+static void on_probe_due(uv_timer_t *t) {
+  entry *e = DSP_CONTAINER_OF(t, entry, probe_timer);
+  dsp_monitor *m = e->m;
+  const dsp_health_settings *s = &e->h.settings;
+  uint64_t now = uv_now(m->loop), delay;
+  if (s->check[0] == '\0') return;
+  /* A fixed cadence, kept on absolute times: a timer that fires late does
+     not push the rounds after it, and workers keep their own phases
+     instead of bunching up in the loop turns where their timers happened
+     to fire together. After a quick first probe, the next round takes a
+     random phase within the interval, so workers added together spread
+     out. */
+  delay = e->rephase ? 1 + rand64(m) % s->interval_ms
+                     : dsp_health_next_probe_delay(s, rand64(m));
+  e->rephase = 0;
+  e->due += delay;
+  if (now > e->due && now - e->due >= s->interval_ms) {
+    /* A whole round behind (the loop stalled): skip, keep the phase. */
+    uint64_t rounds = (now - e->due) / s->interval_ms + 1;
+    e->due += rounds * s->interval_ms;
+  }
+  uv_timer_start(&e->probe_timer, on_probe_due, e->due > now ? e->due - now : 0, 0);
+  /* The last one still runs or waits (a stalled loop): skip this round. */
+  if (!e->probing) enqueue(e);
+}
+
 /* (Re)start probing: first probe soon if the worker is not known up, within
    one interval otherwise; nothing without a check. */
 static void schedule_first_probe(entry *e, uint64_t now) {
   dsp_monitor *m = e->m;
   const dsp_health_settings *s = &e->h.settings;
   uint64_t spread;
+  unqueue(e);
   if (e->probing) {
     dsp_probe_cancel(m->prober, e->token);
     e->probing = 0;
@@ -384,6 +445,7 @@ static void entry_begin(entry *e, const dsp_health_settings *s, uint64_t now) {
 
 static void entry_drop(entry *e) {
   dsp_monitor *m = e->m;
+  unqueue(e);
   if (e->probing) dsp_probe_cancel(m->prober, e->token);
   e->probing = 0;
   if (e->prev) e->prev->next = e->next;
@@ -609,6 +671,7 @@ dsp_monitor *dsp_monitor_new(uv_loop_t *loop, const char *cluster) {
     free(m);
     return NULL;
   }
+  uv_idle_init(loop, &m->pacer);
   if (getrandom(&m->rng, sizeof(m->rng), GRND_NONBLOCK) != (ssize_t)sizeof(m->rng) || !m->rng)
     m->rng = dsp_now_ms() | 1;
   snprintf(m->base, sizeof(m->base), "/dispatcher/%.128s", cluster);
@@ -665,6 +728,7 @@ void dsp_monitor_close(dsp_monitor *m) {
   if (m == NULL || m->closing) return;
   m->closing = 1;
   dsp_monitor_follow(m, NULL, 0);
+  uv_close((uv_handle_t *)&m->pacer, NULL); /* freed with m, after the loop ran out */
   dsp_prober_close(m->prober, prober_closed, m);
 }
 

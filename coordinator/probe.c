@@ -19,9 +19,10 @@
  * DONE message of the removed handle) or close the prober.
  *
  * Probes in flight are found by token in a small chained hash table.
- * Finished probes, with their easy handle, go to a free list and are reset
- * (curl_easy_reset) when taken again; connections live in the multi
- * handle's cache, so a recycled handle still reuses them.
+ * Finished probes, with their easy handle, go to a free list; a handle is
+ * configured once and keeps the options every probe shares, so taking it
+ * again sets only the URL, timeout and size limit. Connections live in the
+ * multi handle's cache, so a recycled handle still reuses them.
  *
  * Names are resolved by curl's own resolver (threaded or c-ares, as curl
  * was built); that is curl's business, and IP literals never touch it.
@@ -129,18 +130,26 @@ static void probe_destroy(probe *pr) {
   free(pr);
 }
 
-/* A probe with a clean easy handle: recycled if one is idle. NULL on OOM. */
+static int configure_once(probe *pr);
+
+/* A probe with a configured easy handle: recycled if one is idle. NULL on
+   OOM. */
 static probe *probe_take(dsp_prober *p) {
   probe *pr = p->free_list;
   if (pr != NULL) {
+    /* Configured already (configure_once): configure() sets what differs. */
     p->free_list = pr->next;
     p->nfree--;
-    curl_easy_reset(pr->easy);
   } else {
     pr = calloc(1, sizeof(*pr));
     if (pr == NULL) return NULL;
     pr->easy = curl_easy_init();
     if (pr->easy == NULL) {
+      free(pr);
+      return NULL;
+    }
+    if (configure_once(pr) != 0) {
+      curl_easy_cleanup(pr->easy);
       free(pr);
       return NULL;
     }
@@ -208,12 +217,12 @@ static size_t on_body(char *data, size_t size, size_t n, void *userp) {
     if ((rc = curl_easy_setopt(e, opt, val)) != CURLE_OK) goto failed; \
   } while (0)
 
-/* The easy handle's options for one probe. Returns 0, UV_ENOMEM (curl
-   copies strings), or UV_EINVAL if this libcurl refuses an option. */
-static int configure(probe *pr, const char *url) {
+/* The options every probe shares, set once per easy handle: a recycled
+   handle keeps them (no curl_easy_reset, whose re-initialisation and the
+   string copies here were a tenth of a probe's cost). Returns 0 or -1. */
+static int configure_once(probe *pr) {
   CURL *e = pr->easy;
   CURLcode rc;
-  SETOPT(CURLOPT_URL, url);
   SETOPT(CURLOPT_HTTPGET, 1L);
   SETOPT(CURLOPT_NOSIGNAL, 1L);  /* no SIGALRM tricks: we own the process */
   SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
@@ -223,15 +232,27 @@ static int configure(probe *pr, const char *url) {
   SETOPT(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
   SETOPT(CURLOPT_PROXY, ""); /* "" disables proxies, the environment's too */
-  SETOPT(CURLOPT_TIMEOUT_MS, (long)pr->timeout_ms);
   SETOPT(CURLOPT_USERAGENT, USER_AGENT);
-  /* Refuse early when Content-Length already says too much (FILESIZE_EXCEEDED);
-     on_body enforces the limit for chunked and close-delimited bodies. */
-  SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)pr->limit);
   SETOPT(CURLOPT_WRITEFUNCTION, on_body);
   SETOPT(CURLOPT_WRITEDATA, pr);
   SETOPT(CURLOPT_PRIVATE, pr);
   SETOPT(CURLOPT_ERRORBUFFER, pr->errbuf);
+  return 0;
+failed:
+  DSP_WARN("probe: curl_easy_setopt: %s", curl_easy_strerror(rc));
+  return -1;
+}
+
+/* What differs between probes. Returns 0, UV_ENOMEM (curl copies the URL),
+   or UV_EINVAL if this libcurl refuses an option. */
+static int configure(probe *pr, const char *url) {
+  CURL *e = pr->easy;
+  CURLcode rc;
+  SETOPT(CURLOPT_URL, url);
+  SETOPT(CURLOPT_TIMEOUT_MS, (long)pr->timeout_ms);
+  /* Refuse early when Content-Length already says too much (FILESIZE_EXCEEDED);
+     on_body enforces the limit for chunked and close-delimited bodies. */
+  SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)pr->limit);
   return 0;
 failed:
   DSP_WARN("probe: curl_easy_setopt: %s", curl_easy_strerror(rc));

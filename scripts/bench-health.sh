@@ -18,7 +18,8 @@
 #      the probes each identity received per window;
 #   C. sets 5 workers to fail and routes until they are gone, timing each
 #      from its death to its last appearance in a routing decision.
-# Prints one table with the targets: probe rate >= N/s, every identity
+# Prints one table with the targets: probe rate >= N/s (less three standard
+# deviations of the counting noise at the window's edges), every identity
 # probed every interval (min per window >= window/interval - 1), route p99
 # while probing <= 1.5x without, death to last route <= interval x fall +
 # timeout. Builds a Release tree in build-bench/ (DSP_BUILD_DIR overrides).
