@@ -4,10 +4,17 @@
  * curl's multi "socket" interface on libuv (docs/examples/multi-uv.c, with
  * its gaps filled):
  *  - curl says which sockets to watch through CURLMOPT_SOCKETFUNCTION; each
- *    gets one uv_poll_t (a `sock`, attached with curl_multi_assign). A new
- *    event mask for a known socket restarts its poll. CURL_POLL_REMOVE
- *    closes the poll at once: curl closes the fd right after, and the
- *    number is soon reused for another socket that must get a fresh poll.
+ *    gets one uv_poll_t (a `sock`, attached with curl_multi_assign), which
+ *    lives as long as the socket: curl closes its sockets through our
+ *    CURLOPT_CLOSESOCKETFUNCTION, which closes the poll first. So a
+ *    keep-alive connection keeps its poll between probes: CURL_POLL_REMOVE
+ *    (the connection went back to curl's cache) leaves a read poll running,
+ *    and the next probe on it asks for the same events, which costs nothing.
+ *    (Restarting a uv_poll_t costs two epoll_ctl calls; closing and making
+ *    one per probe cost a tenth of the probe.) A poll is restarted only when
+ *    curl asks for different events. An event on a socket curl does not
+ *    watch (the server closed an idle connection) stops its poll: curl
+ *    finds the connection dead when it next looks.
  *  - curl's single timeout (CURLMOPT_TIMERFUNCTION) is one uv_timer: -1
  *    stops it, 0 fires it on the next loop turn (never a socket_action
  *    from inside curl's callback, which curl forbids).
@@ -36,6 +43,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "util.h"
@@ -45,6 +54,7 @@
 #define HASH_BITS_MIN 6
 #define BODY_KEEP_MAX 4096 /* body buffers up to this size stay with the handle */
 #define USER_AGENT "dispatcher-probe/1"
+#define URL_CACHE 4096 /* power of two */
 
 typedef struct probe {
   CURL *easy;
@@ -68,6 +78,9 @@ typedef struct sock {
   uv_poll_t poll;
   dsp_prober *owner;
   curl_socket_t fd;
+  int events;               /* UV_READABLE|UV_WRITABLE being polled; 0: stopped */
+  int watched;              /* curl wants events (between its IN/OUT and REMOVE) */
+  int owned;                /* opened by on_curl_open: curl closes it through us */
   struct sock *prev, *next; /* owner's open polls */
 } sock;
 
@@ -77,6 +90,9 @@ struct dsp_prober {
   CURLU *url; /* scratch for validating URLs and naming hosts */
   uv_timer_t timer;
   sock *socks;
+  sock **byfd;      /* the sock of each fd curl has open, by number */
+  size_t nbyfd;
+  uint64_t urls_ok[URL_CACHE]; /* hashes of URLs curl's parser accepted */
   probe **table;
   unsigned hash_bits;
   size_t count; /* probes in flight */
@@ -88,6 +104,13 @@ struct dsp_prober {
   void *done_arg;
   dsp_probe_stats stats;
 };
+
+/* 64-bit FNV-1a, never 0 (the empty slot of urls_ok). */
+static uint64_t url_hash(const char *s) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+  return h ? h : 1;
+}
 
 /* --- token table ------------------------------------------------------- */
 
@@ -130,7 +153,10 @@ static void probe_destroy(probe *pr) {
   free(pr);
 }
 
-static int configure_once(probe *pr);
+static int configure_once(dsp_prober *p, probe *pr);
+static curl_socket_t on_curl_open(void *clientp, curlsocktype purpose,
+                                  struct curl_sockaddr *a);
+static int on_curl_close(void *clientp, curl_socket_t fd);
 
 /* A probe with a configured easy handle: recycled if one is idle. NULL on
    OOM. */
@@ -148,7 +174,7 @@ static probe *probe_take(dsp_prober *p) {
       free(pr);
       return NULL;
     }
-    if (configure_once(pr) != 0) {
+    if (configure_once(p, pr) != 0) {
       curl_easy_cleanup(pr->easy);
       free(pr);
       return NULL;
@@ -220,7 +246,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *userp) {
 /* The options every probe shares, set once per easy handle: a recycled
    handle keeps them (no curl_easy_reset, whose re-initialisation and the
    string copies here were a tenth of a probe's cost). Returns 0 or -1. */
-static int configure_once(probe *pr) {
+static int configure_once(dsp_prober *p, probe *pr) {
   CURL *e = pr->easy;
   CURLcode rc;
   SETOPT(CURLOPT_HTTPGET, 1L);
@@ -237,6 +263,10 @@ static int configure_once(probe *pr) {
   SETOPT(CURLOPT_WRITEDATA, pr);
   SETOPT(CURLOPT_PRIVATE, pr);
   SETOPT(CURLOPT_ERRORBUFFER, pr->errbuf);
+  SETOPT(CURLOPT_OPENSOCKETFUNCTION, on_curl_open);
+  SETOPT(CURLOPT_OPENSOCKETDATA, p);
+  SETOPT(CURLOPT_CLOSESOCKETFUNCTION, on_curl_close);
+  SETOPT(CURLOPT_CLOSESOCKETDATA, p);
   return 0;
 failed:
   DSP_WARN("probe: curl_easy_setopt: %s", curl_easy_strerror(rc));
@@ -409,6 +439,7 @@ static void maybe_finish_close(dsp_prober *p) {
   void (*done)(void *) = p->done;
   void *arg = p->done_arg;
   if (!p->closing || p->handles_open > 0) return;
+  free(p->byfd);
   free(p);
   if (done != NULL) done(arg);
 }
@@ -427,25 +458,86 @@ static void sock_close(sock *s) {
   else p->socks = s->next;
   if (s->next != NULL) s->next->prev = s->prev;
   s->prev = s->next = NULL;
+  if ((size_t)s->fd < p->nbyfd && p->byfd[s->fd] == s) p->byfd[s->fd] = NULL;
   uv_close((uv_handle_t *)&s->poll, on_sock_closed);
 }
+
+static void sock_poll(sock *s, int events);
 
 static void on_poll(uv_poll_t *h, int status, int events) {
   sock *s = DSP_CONTAINER_OF(h, sock, poll);
   int flags = 0;
+  if (!s->watched) {
+    /* An idle keep-alive connection woke (closed by the server, most
+       likely): stop polling it; curl checks it before any reuse. */
+    sock_poll(s, 0);
+    return;
+  }
   if (status < 0) {
     flags = CURL_CSELECT_ERR;
   } else {
     if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
     if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
   }
-  /* s may be closed inside (CURL_POLL_REMOVE); its memory lives until the
-     close callback, but nothing here touches it again. */
+  /* s may be closed inside (CURLOPT_CLOSESOCKETFUNCTION); its memory lives
+     until the close callback, but nothing here touches it again. */
   socket_action(s->owner, s->fd, flags);
+}
+
+/* Poll s for `events` (0: stop), unless that is what it does already. */
+static void sock_poll(sock *s, int events) {
+  int err;
+  if (events == s->events) return;
+  err = events ? uv_poll_start(&s->poll, events, on_poll) : uv_poll_stop(&s->poll);
+  if (err != 0) {
+    DSP_WARN("probe: uv_poll_start(%d): %s", (int)s->fd, uv_strerror(err));
+    return;
+  }
+  s->events = events;
+}
+
+/* curl watches s (a transfer uses it) or not (an idle connection, whose
+   poll must not keep the loop alive). */
+static void sock_watched(sock *s, int watched) {
+  s->watched = watched;
+  if (watched) uv_ref((uv_handle_t *)&s->poll);
+  else uv_unref((uv_handle_t *)&s->poll);
 }
 
 static void on_timer(uv_timer_t *t) {
   socket_action(DSP_CONTAINER_OF(t, dsp_prober, timer), CURL_SOCKET_TIMEOUT, 0);
+}
+
+/* The sock for fd, made if there is none. NULL on failure. */
+static sock *sock_get(dsp_prober *p, curl_socket_t fd) {
+  sock *s;
+  int err;
+  if (fd < 0) return NULL;
+  if ((size_t)fd >= p->nbyfd) {
+    size_t n = p->nbyfd ? p->nbyfd : 64;
+    sock **t;
+    while (n <= (size_t)fd) n *= 2;
+    if ((t = realloc(p->byfd, n * sizeof(*t))) == NULL) return NULL;
+    memset(t + p->nbyfd, 0, (n - p->nbyfd) * sizeof(*t));
+    p->byfd = t;
+    p->nbyfd = n;
+  }
+  if ((s = p->byfd[fd]) != NULL) return s;
+  if ((s = calloc(1, sizeof(*s))) == NULL) return NULL;
+  err = uv_poll_init_socket(p->loop, &s->poll, fd);
+  if (err != 0) {
+    DSP_WARN("probe: uv_poll_init_socket(%d): %s", (int)fd, uv_strerror(err));
+    free(s);
+    return NULL;
+  }
+  s->owner = p;
+  s->fd = fd;
+  s->next = p->socks;
+  if (p->socks != NULL) p->socks->prev = s;
+  p->socks = s;
+  p->handles_open++;
+  p->byfd[fd] = s;
+  return s;
 }
 
 /* CURLMOPT_SOCKETFUNCTION. If a poll cannot be set up the socket goes
@@ -453,45 +545,63 @@ static void on_timer(uv_timer_t *t) {
 static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp) {
   dsp_prober *p = userp;
   sock *s = socketp;
-  int events = 0, err;
+  int events = 0;
   (void)easy;
 
   if (what == CURL_POLL_REMOVE) {
-    /* curl closes fd right after this: drop the poll now, before the
-       number can come back as another socket. */
-    if (s != NULL) sock_close(s);
+    /* Done with it for now; it may go back to curl's connection cache.
+       A read poll stays (it wakes only if the server closes the idle
+       connection); a write poll would fire at once, so it stops. */
+    if (s != NULL && !s->owned) {
+      /* Not a connection (the threaded resolver's socketpair): closed
+         without telling us, so the poll goes now, before the number can
+         come back as another socket. */
+      sock_close(s);
+    } else if (s != NULL) {
+      sock_watched(s, 0);
+      if (s->events != UV_READABLE) sock_poll(s, 0);
+    }
     return 0;
   }
   if (p->closing) return 0;
   if (what & CURL_POLL_IN) events |= UV_READABLE;
   if (what & CURL_POLL_OUT) events |= UV_WRITABLE;
   if (s == NULL) {
-    s = calloc(1, sizeof(*s));
-    if (s == NULL) {
-      DSP_WARN("probe: no memory to watch a socket");
+    if ((s = sock_get(p, fd)) == NULL) {
+      DSP_WARN("probe: cannot watch socket %d", (int)fd);
       return 0;
     }
-    err = uv_poll_init_socket(p->loop, &s->poll, fd);
-    if (err != 0) {
-      DSP_WARN("probe: uv_poll_init_socket(%d): %s", (int)fd, uv_strerror(err));
-      free(s);
-      return 0;
-    }
-    s->owner = p;
-    s->fd = fd;
-    s->next = p->socks;
-    if (p->socks != NULL) p->socks->prev = s;
-    p->socks = s;
-    p->handles_open++;
-    if (curl_multi_assign(p->multi, fd, s) != CURLM_OK) {
-      sock_close(s);
-      return 0;
-    }
+    if (curl_multi_assign(p->multi, fd, s) != CURLM_OK) return 0;
   }
-  /* A known socket with a new event mask: uv_poll_start replaces it. */
-  err = uv_poll_start(&s->poll, events, on_poll);
-  if (err != 0) DSP_WARN("probe: uv_poll_start(%d): %s", (int)fd, uv_strerror(err));
+  sock_watched(s, 1);
+  sock_poll(s, events);
   return 0;
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: every connection's socket, so that its
+   sock lives until on_curl_close. */
+static curl_socket_t on_curl_open(void *clientp, curlsocktype purpose,
+                                  struct curl_sockaddr *a) {
+  dsp_prober *p = clientp;
+  curl_socket_t fd;
+  sock *s;
+  (void)purpose;
+  fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+  if (fd < 0) return CURL_SOCKET_BAD;
+  /* A sock already under this number is stale (its socket was closed
+     without a word, which only the resolver's may be): a fresh one. */
+  if ((size_t)fd < p->nbyfd && p->byfd[fd] != NULL) sock_close(p->byfd[fd]);
+  if (!p->closing && (s = sock_get(p, fd)) != NULL) s->owned = 1;
+  return fd;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: every socket curl closes. Its poll goes
+   first (uv_close stops it at once), then the fd, so the number can come
+   back for another socket with no stale poll on it. */
+static int on_curl_close(void *clientp, curl_socket_t fd) {
+  dsp_prober *p = clientp;
+  if (fd >= 0 && (size_t)fd < p->nbyfd && p->byfd[fd] != NULL) sock_close(p->byfd[fd]);
+  return close(fd);
 }
 
 /* CURLMOPT_TIMERFUNCTION: -1 stop, 0 soon (next loop turn), else in ms. */
@@ -602,10 +712,19 @@ int dsp_probe_start(dsp_prober *p, uint64_t token, const dsp_probe_spec *spec, d
   if (strnlen(spec->url, DSP_PROBE_URL_MAX + 1) > DSP_PROBE_URL_MAX ||
       (strncasecmp(spec->url, "http://", 7) != 0 && strncasecmp(spec->url, "https://", 8) != 0))
     return UV_EINVAL;
-  switch (curl_url_set(p->url, CURLUPART_URL, spec->url, 0)) {
-  case CURLUE_OK: break;
-  case CURLUE_OUT_OF_MEMORY: return UV_ENOMEM;
-  default: return UV_EINVAL;
+  {
+    /* curl's parser is a twentieth of a probe: a URL it accepted lately
+       (the same worker's, a round ago) is not parsed again. */
+    uint64_t h = url_hash(spec->url);
+    uint64_t *seen = &p->urls_ok[h & (URL_CACHE - 1)];
+    if (*seen != h) {
+      switch (curl_url_set(p->url, CURLUPART_URL, spec->url, 0)) {
+      case CURLUE_OK: break;
+      case CURLUE_OUT_OF_MEMORY: return UV_ENOMEM;
+      default: return UV_EINVAL;
+      }
+      *seen = h;
+    }
   }
   pp = find(p, token);
   if (*pp != NULL) return UV_EEXIST;

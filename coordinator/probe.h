@@ -93,7 +93,9 @@ typedef void (*dsp_probe_cb)(void *arg, const dsp_probe_result *r);
  * A prober on `loop`; limits may be NULL. Returns NULL when out of memory or
  * when curl cannot make a multi handle. The caller owns the prober and ends
  * it with dsp_prober_close(). An idle prober (nothing in flight) holds no
- * active handle, so it does not keep uv_run() from returning.
+ * referenced active handle, so it does not keep uv_run() from returning
+ * (idle keep-alive connections stay polled, unreferenced, to notice a
+ * server closing them).
  */
 dsp_prober *dsp_prober_new(uv_loop_t *loop, const dsp_prober_limits *limits);
 

@@ -567,8 +567,10 @@ static void on_pair(void *arg, const dsp_probe_result *r) {
 
 static void count_active(uv_handle_t *h, void *arg) {
   /* The responder's handles are TCP (its slow timers are idle by now); the
-     prober's are polls and a timer. */
-  if (h != (uv_handle_t *)&guard && h->type != UV_TCP && uv_is_active(h) && !uv_is_closing(h))
+     prober's are polls and a timer. What keeps uv_run() going is an active,
+     referenced handle (idle keep-alive connections stay polled, unref'd). */
+  if (h != (uv_handle_t *)&guard && h->type != UV_TCP && uv_is_active(h) && uv_has_ref(h) &&
+      !uv_is_closing(h))
     (*(int *)arg)++;
 }
 
