@@ -277,12 +277,18 @@ static int run_until(int *counter, int target, int timeout_ms) {
   return *counter >= target ? 0 : -1;
 }
 
-static void run_for(int ms) {
+/* Run the loop for ms; returns the loop turns it took. */
+static int run_for(int ms) {
+  int turns = 0;
   guard_fired = 0;
   uv_timer_start(&guard, on_guard, (uint64_t)ms, 0);
   uv_ref((uv_handle_t *)&guard);
-  while (!guard_fired) uv_run(&loop, UV_RUN_ONCE);
+  while (!guard_fired) {
+    uv_run(&loop, UV_RUN_ONCE);
+    turns++;
+  }
   uv_unref((uv_handle_t *)&guard);
+  return turns;
 }
 
 /* Close the prober (if not yet) and the responder; 0 if everything closed
@@ -637,6 +643,43 @@ static void on_many(void *arg, const dsp_probe_result *r) {
   }
 }
 
+/* The server drops an idle keep-alive connection between probes: the
+   prober notices (its socket still polled, curl no longer watching it),
+   stops polling it without holding the loop, and the next probe makes a
+   new connection. */
+static void test_idle_closed(void) {
+  rec a = {0};
+  dsp_probe_spec s;
+  dsp_probe_stats st0, st;
+  int active;
+  CHECK(setup(NULL) == 0);
+  s = spec_for("/ok", 2000);
+  CHECK_INT(start(1, &s, &a), ==, 0);
+  CHECK(run_until(&ndone, 1, 10000) == 0);
+  CHECK(a.r.ok);
+  dsp_prober_stats(prober, &st0);
+  CHECK_INT(st0.connects, ==, 1);
+  while (srv.conns) conn_close(srv.conns);
+  /* A poll left on the closed socket would wake every turn: the loop would
+     spin through thousands of turns instead of sleeping. */
+  CHECK_INT(run_for(100), <, 50);
+  active = 0;
+  uv_walk(&loop, count_active, &active);
+  CHECK_INT(active, ==, 0);
+  CHECK_INT(start(2, &s, &a), ==, 0);
+  CHECK(run_until(&ndone, 2, 10000) == 0);
+  CHECK(a.r.ok && a.called == 2);
+  dsp_prober_stats(prober, &st);
+  CHECK_INT(st.connects, ==, 2);
+  /* And once more on that new connection: reused, no connect. */
+  CHECK_INT(start(3, &s, &a), ==, 0);
+  CHECK(run_until(&ndone, 3, 10000) == 0);
+  CHECK(a.r.ok && a.called == 3);
+  dsp_prober_stats(prober, &st);
+  CHECK_INT(st.connects, ==, 2);
+  CHECK(teardown(1) == 0);
+}
+
 static void test_many(void) {
   dsp_probe_stats st;
   memset(many_recs, 0, sizeof(many_recs));
@@ -859,7 +902,7 @@ static void test_bench(void) {
 static const test_entry tests[] = {
     TEST(test_ok),      TEST(test_status),  TEST(test_body),   TEST(test_body_too_large),
     TEST(test_redirect), TEST(test_refused), TEST(test_timeout), TEST(test_dns),
-    TEST(test_cancel),  TEST(test_many),    TEST(test_close),  TEST(test_close_in_callback),
+    TEST(test_cancel),  TEST(test_idle_closed), TEST(test_many),    TEST(test_close),  TEST(test_close_in_callback),
     TEST(test_bad_args), TEST(test_bench),
 };
 
