@@ -87,6 +87,34 @@ static int rpc_error(const dsp_pb_response *r) {
   return 1;
 }
 
+/* A client for the server list, or NULL after saying why on stderr. */
+static dsp_client *ctl_connect(const dsp_ctl_opts *o) {
+  char err[512];
+  dsp_client *cl = dsp_client_new(o->servers, o->timeout_ms, err, sizeof(err));
+  if (cl == NULL) fprintf(stderr, "dispatchctl: %s\n", err);
+  return cl;
+}
+
+/* Send req and wait for its reply. Returns 0 with *r a reply of body kind
+   `want`, or 1 after saying on stderr why not (no answer, an error reply,
+   a reply of another kind, to `what`). *r, if not NULL, is the caller's to
+   free either way. */
+static int ctl_call(dsp_client *cl, dsp_pb_request *req, int want, const char *what,
+                    dsp_pb_response **r) {
+  char err[512];
+  *r = NULL;
+  if (dsp_client_call(cl, req, r, err, sizeof(err)) != 0) {
+    fprintf(stderr, "dispatchctl: %s\n", err);
+    return 1;
+  }
+  if ((*r)->body_case == DSP_PB(RESPONSE__BODY_ERROR)) return rpc_error(*r);
+  if ((int)(*r)->body_case != want) {
+    fprintf(stderr, "dispatchctl: unexpected reply to %s\n", what);
+    return 1;
+  }
+  return 0;
+}
+
 /* ---- status --------------------------------------------------------------- */
 
 static void status_usage(FILE *out) {
@@ -256,7 +284,6 @@ int dsp_ctl_route_main(int argc, char **argv, const dsp_ctl_opts *o) {
   const char *strategy = "", *key = NULL;
   long long n = 1;
   int json = o->json, c, rc = 0, first = 1;
-  char err[512];
   dsp_client *cl;
   int64_t epoch = 0;
 
@@ -277,11 +304,7 @@ int dsp_ctl_route_main(int argc, char **argv, const dsp_ctl_opts *o) {
     }
   }
   if (optind < argc) return usage_error("route", "unexpected argument '%s'", argv[optind]);
-  cl = dsp_client_new(o->servers, o->timeout_ms, err, sizeof(err));
-  if (cl == NULL) {
-    fprintf(stderr, "dispatchctl: %s\n", err);
-    return 1;
-  }
+  if ((cl = ctl_connect(o)) == NULL) return 1;
   if (json) printf("{\"decisions\":[");
   for (long long done = 0; done < n && rc == 0;) {
     dsp_pb_request req = DISPATCHER__V1__REQUEST__INIT;
@@ -296,17 +319,8 @@ int dsp_ctl_route_main(int argc, char **argv, const dsp_ctl_opts *o) {
     rr.count = batch;
     req.body_case = DSP_PB(REQUEST__BODY_ROUTE);
     req.route = &rr;
-    if (dsp_client_call(cl, &req, &r, err, sizeof(err)) != 0) {
-      fprintf(stderr, "dispatchctl: %s\n", err);
-      rc = 1;
-      break;
-    }
-    if (r->body_case == DSP_PB(RESPONSE__BODY_ERROR)) {
-      rc = rpc_error(r);
-    } else if (r->body_case != DSP_PB(RESPONSE__BODY_ROUTE)) {
-      fprintf(stderr, "dispatchctl: unexpected reply to route\n");
-      rc = 1;
-    } else {
+    rc = ctl_call(cl, &req, DSP_PB(RESPONSE__BODY_ROUTE), "route", &r);
+    if (rc == 0) {
       epoch = r->epoch;
       for (size_t i = 0; i < r->route->n_decisions; i++) {
         const Dispatcher__V1__Decision *d = r->route->decisions[i];
@@ -348,7 +362,6 @@ int dsp_ctl_report_main(int argc, char **argv, const dsp_ctl_opts *o) {
                                        {NULL, 0, NULL, 0}};
   long long lat = 0;
   int json = o->json, c, ok, rc;
-  char err[512];
   dsp_client *cl;
   dsp_pb_request req = DISPATCHER__V1__REQUEST__INIT;
   Dispatcher__V1__ReportRequest rq = DISPATCHER__V1__REPORT_REQUEST__INIT;
@@ -373,25 +386,14 @@ int dsp_ctl_report_main(int argc, char **argv, const dsp_ctl_opts *o) {
   if (strcmp(argv[optind + 1], "ok") == 0) ok = 1;
   else if (strcmp(argv[optind + 1], "fail") == 0) ok = 0;
   else return usage_error("report", "outcome '%s' is neither ok nor fail", argv[optind + 1]);
-  cl = dsp_client_new(o->servers, o->timeout_ms, err, sizeof(err));
-  if (cl == NULL) {
-    fprintf(stderr, "dispatchctl: %s\n", err);
-    return 1;
-  }
+  if ((cl = ctl_connect(o)) == NULL) return 1;
   rq.worker = argv[optind];
   rq.ok = ok;
   rq.latency_us = (uint64_t)lat * 1000u;
   req.body_case = DSP_PB(REQUEST__BODY_REPORT);
   req.report = &rq;
-  if (dsp_client_call(cl, &req, &r, err, sizeof(err)) != 0) {
-    fprintf(stderr, "dispatchctl: %s\n", err);
-    rc = 1;
-  } else if (r->body_case == DSP_PB(RESPONSE__BODY_ERROR)) {
-    rc = rpc_error(r);
-  } else {
-    rc = 0;
-    if (json) printf("{\"ok\":true,\"epoch\":%" PRId64 "}\n", r->epoch);
-  }
+  rc = ctl_call(cl, &req, DSP_PB(RESPONSE__BODY_REPORT), "report", &r);
+  if (rc == 0 && json) printf("{\"ok\":true,\"epoch\":%" PRId64 "}\n", r->epoch);
   dsp_client_free_response(r);
   dsp_client_free(cl);
   return rc;
@@ -429,19 +431,12 @@ static int worker_ls(dsp_client *cl, int json) {
   dsp_pb_request req = DISPATCHER__V1__REQUEST__INIT;
   Dispatcher__V1__WorkerListRequest wl = DISPATCHER__V1__WORKER_LIST_REQUEST__INIT;
   dsp_pb_response *r = NULL;
-  char err[512];
-  int rc = 0, wn = 6, wa = 4;
+  int rc, wn = 6, wa = 4;
   req.body_case = DSP_PB(REQUEST__BODY_WORKER_LIST);
   req.worker_list = &wl;
-  if (dsp_client_call(cl, &req, &r, err, sizeof(err)) != 0) {
-    fprintf(stderr, "dispatchctl: %s\n", err);
-    return 1;
-  }
-  if (r->body_case == DSP_PB(RESPONSE__BODY_ERROR)) {
-    rc = rpc_error(r);
-  } else if (r->body_case != DSP_PB(RESPONSE__BODY_WORKER_LIST)) {
-    fprintf(stderr, "dispatchctl: unexpected reply to worker ls\n");
-    rc = 1;
+  rc = ctl_call(cl, &req, DSP_PB(RESPONSE__BODY_WORKER_LIST), "worker ls", &r);
+  if (rc != 0) {
+    /* said why */
   } else if (json) {
     printf("{\"epoch\":%" PRId64 ",\"workers\":", r->epoch);
     print_workers_json(r->worker_list->workers, r->worker_list->n_workers);
@@ -483,7 +478,6 @@ int dsp_ctl_worker_main(int argc, char **argv, const dsp_ctl_opts *o) {
   long long weight = 1, ttl = 0;
   const char *check = NULL;
   int json = o->json, c, rc, nargs;
-  char err[512];
   const char *verb;
   char **args;
   dsp_client *cl;
@@ -550,21 +544,12 @@ int dsp_ctl_worker_main(int argc, char **argv, const dsp_ctl_opts *o) {
   } else if (nargs != 0) {
     return usage_error("worker", "ls takes no arguments%s", "");
   }
-  cl = dsp_client_new(o->servers, o->timeout_ms, err, sizeof(err));
-  if (cl == NULL) {
-    fprintf(stderr, "dispatchctl: %s\n", err);
-    return 1;
-  }
+  if ((cl = ctl_connect(o)) == NULL) return 1;
   if (strcmp(verb, "ls") == 0) {
     rc = worker_ls(cl, json);
-  } else if (dsp_client_call(cl, &req, &r, err, sizeof(err)) != 0) {
-    fprintf(stderr, "dispatchctl: %s\n", err);
-    rc = 1;
-  } else if (r->body_case == DSP_PB(RESPONSE__BODY_ERROR)) {
-    rc = rpc_error(r);
   } else {
-    rc = 0;
-    if (json) printf("{\"ok\":true}\n");
+    rc = ctl_call(cl, &req, DSP_PB(RESPONSE__BODY_WORKER), "worker", &r);
+    if (rc == 0 && json) printf("{\"ok\":true}\n");
   }
   dsp_client_free_response(r);
   dsp_client_free(cl);
@@ -602,7 +587,6 @@ int dsp_ctl_heartbeat_main(int argc, char **argv, const dsp_ctl_opts *o) {
   long long every = 0;
   int json = o->json, c, rc = 0;
   unsigned long long sent = 0;
-  char err[512];
   dsp_client *cl;
 
   optind = 1;
@@ -621,11 +605,7 @@ int dsp_ctl_heartbeat_main(int argc, char **argv, const dsp_ctl_opts *o) {
     }
   }
   if (argc - optind != 1) return usage_error("heartbeat", "needs the worker's NAME%s", "");
-  cl = dsp_client_new(o->servers, o->timeout_ms, err, sizeof(err));
-  if (cl == NULL) {
-    fprintf(stderr, "dispatchctl: %s\n", err);
-    return 1;
-  }
+  if ((cl = ctl_connect(o)) == NULL) return 1;
   if (every) {
     signal(SIGTERM, hb_on_signal);
     signal(SIGINT, hb_on_signal);
@@ -638,13 +618,8 @@ int dsp_ctl_heartbeat_main(int argc, char **argv, const dsp_ctl_opts *o) {
     hb.name = argv[optind];
     req.body_case = DSP_PB(REQUEST__BODY_HEARTBEAT);
     req.heartbeat = &hb;
-    if (dsp_client_call(cl, &req, &r, err, sizeof(err)) != 0) {
-      fprintf(stderr, "dispatchctl: %s\n", err);
-      rc = 1;
-    } else if (r->body_case == DSP_PB(RESPONSE__BODY_ERROR)) {
-      rc = rpc_error(r);
-    } else {
-      rc = 0;
+    rc = ctl_call(cl, &req, DSP_PB(RESPONSE__BODY_HEARTBEAT), "heartbeat", &r);
+    if (rc == 0) {
       sent++;
       if (json) printf("{\"ok\":true,\"epoch\":%" PRId64 "}\n", r->epoch);
       if (json) fflush(stdout);
