@@ -232,6 +232,20 @@ int th_wait_log(const char *log, const char *needle, long from, int timeout_ms) 
 
 /* ---- ZooKeeper servers -------------------------------------------------- */
 
+int th_connect(int port) {
+  struct sockaddr_in a;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  memset(&a, 0, sizeof(a));
+  a.sin_family = AF_INET;
+  a.sin_port = htons((uint16_t)port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 int th_free_port(void) {
   struct sockaddr_in a;
   socklen_t len = sizeof(a);

@@ -71,6 +71,8 @@ int th_stop_clean(pid_t pid, const char *log, const char *name);
 
 /* A loopback TCP port nobody listens on right now. */
 int th_free_port(void);
+/* A blocking TCP connection to 127.0.0.1:port: its fd, or -1. */
+int th_connect(int port);
 
 uint64_t th_now_ms(void);
 void th_sleep_ms(int ms);

@@ -21,6 +21,7 @@
 #include <zookeeper/zookeeper.h>
 
 #include "client.h"
+#include "th_rpc.h"
 #include "harness.h"
 #include "test.h"
 
@@ -144,16 +145,6 @@ static long health_requests(int port) {
 
 /* ---- RPC helpers ----------------------------------------------------------- */
 
-static dsp_pb_response *call(dsp_client *c, dsp_pb_request *req) {
-  dsp_pb_response *r = NULL;
-  char err[256];
-  if (dsp_client_call(c, req, &r, err, sizeof(err)) != 0) {
-    fprintf(stderr, "call: %s\n", err);
-    return NULL;
-  }
-  return r;
-}
-
 static int add_worker(dsp_client *c, int i, const char *check_path, unsigned ttl) {
   dsp_pb_request req = DISPATCHER__V1__REQUEST__INIT;
   Dispatcher__V1__WorkerAddRequest add = DISPATCHER__V1__WORKER_ADD_REQUEST__INIT;
@@ -170,7 +161,7 @@ static int add_worker(dsp_client *c, int i, const char *check_path, unsigned ttl
   add.heartbeat_ttl_ms = ttl;
   req.body_case = DSP_PB(REQUEST__BODY_WORKER_ADD);
   req.worker_add = &add;
-  if ((r = call(c, &req)) == NULL) return -1;
+  if ((r = th_call(c, &req)) == NULL) return -1;
   code = r->body_case == DSP_PB(RESPONSE__BODY_ERROR) ? (int)r->error->code : 0;
   dsp_client_free_response(r);
   return code;
@@ -186,7 +177,7 @@ static dsp_pb_response *worker_list(dsp_client *c) {
   dsp_pb_response *r;
   req.body_case = DSP_PB(REQUEST__BODY_WORKER_LIST);
   req.worker_list = &wl;
-  if ((r = call(c, &req)) != NULL && r->body_case != DSP_PB(RESPONSE__BODY_WORKER_LIST)) {
+  if ((r = th_call(c, &req)) != NULL && r->body_case != DSP_PB(RESPONSE__BODY_WORKER_LIST)) {
     dsp_client_free_response(r);
     r = NULL;
   }
@@ -252,7 +243,7 @@ static int route_n(dsp_client *c, unsigned n, int seen[NWORK + 1], int64_t *epoc
   rr.count = n;
   req.body_case = DSP_PB(REQUEST__BODY_ROUTE);
   req.route = &rr;
-  if ((r = call(c, &req)) == NULL) return -1;
+  if ((r = th_call(c, &req)) == NULL) return -1;
   if (r->body_case == DSP_PB(RESPONSE__BODY_ROUTE)) {
     got = (int)r->route->n_decisions;
     for (size_t i = 0; seen && i < r->route->n_decisions; i++) {
@@ -277,7 +268,7 @@ static void report(dsp_client *c, const char *worker, int ok) {
   rp.ok = ok;
   req.body_case = DSP_PB(REQUEST__BODY_REPORT);
   req.report = &rp;
-  r = call(c, &req);
+  r = th_call(c, &req);
   CHECK(r != NULL && r->body_case == DSP_PB(RESPONSE__BODY_REPORT));
   dsp_client_free_response(r);
 }
@@ -713,7 +704,7 @@ static void test_bad_settings(void) {
     add.check = "gopher://h/";
     req.body_case = DSP_PB(REQUEST__BODY_WORKER_ADD);
     req.worker_add = &add;
-    r = call(lead, &req);
+    r = th_call(lead, &req);
     CHECK(r != NULL && r->body_case == DSP_PB(RESPONSE__BODY_ERROR) &&
           r->error->code == DSP_PB(ERROR_CODE__BAD_REQUEST));
     dsp_client_free_response(r);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "th_rpc.h"
 #include "frame.h"
 #include "harness.h"
 #include "test.h"
@@ -79,20 +80,6 @@ static int status_ok(dsp_client *c, const char *want_role) {
   return ok;
 }
 
-static int raw_connect(int port) {
-  struct sockaddr_in a;
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  memset(&a, 0, sizeof(a));
-  a.sin_family = AF_INET;
-  a.sin_port = htons((uint16_t)port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 /* Read until EOF or timeout; returns bytes read, -1 on timeout. */
 static int read_to_eof(int fd, uint8_t *buf, size_t cap, int timeout_ms) {
   size_t n = 0;
@@ -114,7 +101,7 @@ static int read_to_eof(int fd, uint8_t *buf, size_t cap, int timeout_ms) {
    the connection closed by the server. */
 static int expect_error_then_close(const void *bytes, size_t len, int code, uint64_t id) {
   uint8_t buf[4096];
-  int fd = raw_connect(ports[0]), n;
+  int fd = th_connect(ports[0]), n;
   dsp_framer f;
   const uint8_t *p;
   size_t plen;
@@ -178,7 +165,7 @@ static void bad_input_body(void) {
   {
     uint8_t buf[64];
     const uint8_t half[] = {0, 0, 0, 10, 0x08};
-    int fd = raw_connect(ports[0]);
+    int fd = th_connect(ports[0]);
     CHECK(fd >= 0);
     CHECK(write(fd, half, sizeof(half)) == (ssize_t)sizeof(half));
     CHECK(status_ok(good, NULL)); /* others are served meanwhile */
@@ -189,7 +176,7 @@ static void bad_input_body(void) {
   /* A client that connects and vanishes mid-frame. */
   {
     const uint8_t half[] = {0, 0, 0, 10, 0x08, 0x01};
-    int fd = raw_connect(ports[0]);
+    int fd = th_connect(ports[0]);
     CHECK(fd >= 0);
     CHECK(write(fd, half, sizeof(half)) == (ssize_t)sizeof(half));
     close(fd);
@@ -387,16 +374,6 @@ static void test_listen_in_use(void) {
 
 /* ---- worker registry ------------------------------------------------------ */
 
-static dsp_pb_response *call(dsp_client *c, dsp_pb_request *req) {
-  dsp_pb_response *r = NULL;
-  char err[256];
-  if (dsp_client_call(c, req, &r, err, sizeof(err)) != 0) {
-    fprintf(stderr, "call: %s\n", err);
-    return NULL;
-  }
-  return r;
-}
-
 /* An admin request; with id != 0, sent with that id and client token (a
    client sending the same request again), else through dsp_client_call().
    Returns 0 on success, the error code, or -1 on a transport error. */
@@ -425,7 +402,7 @@ static int admin_as(dsp_client *c, uint64_t id, uint64_t token, const char *verb
     req.worker_set_weight = &sw;
   }
   if (id == 0) {
-    r = call(c, &req);
+    r = th_call(c, &req);
   } else {
     char err[256];
     req.id = id;
@@ -461,7 +438,7 @@ static void table_of(dsp_client *c, char *out, size_t len) {
   out[0] = '\0';
   req.body_case = DSP_PB(REQUEST__BODY_WORKER_LIST);
   req.worker_list = &wl;
-  r = call(c, &req);
+  r = th_call(c, &req);
   if (r == NULL) return;
   if (r->body_case == DSP_PB(RESPONSE__BODY_WORKER_LIST)) {
     size_t k = r->worker_list->n_workers;
@@ -504,7 +481,7 @@ static int route_seq(dsp_client *c, const char *strategy, unsigned n, char *out,
   req.body_case = DSP_PB(REQUEST__BODY_ROUTE);
   req.route = &rr;
   out[0] = '\0';
-  r = call(c, &req);
+  r = th_call(c, &req);
   if (r == NULL || r->body_case != DSP_PB(RESPONSE__BODY_ROUTE)) {
     dsp_client_free_response(r);
     return 0;
@@ -745,7 +722,7 @@ static void global_sequence_body(void) {
     uint64_t before = 0, after = 0;
     req.body_case = DSP_PB(REQUEST__BODY_WORKER_LIST);
     req.worker_list = &wl;
-    CHECK((r = call(a, &req)) != NULL && r->body_case == DSP_PB(RESPONSE__BODY_WORKER_LIST));
+    CHECK((r = th_call(a, &req)) != NULL && r->body_case == DSP_PB(RESPONSE__BODY_WORKER_LIST));
     for (size_t i = 0; i < r->worker_list->n_workers; i++)
       if (strcmp(r->worker_list->workers[i]->name, "w1") == 0)
         before = r->worker_list->workers[i]->inflight;
@@ -756,13 +733,13 @@ static void global_sequence_body(void) {
     rp.latency_us = 1500;
     req.body_case = DSP_PB(REQUEST__BODY_REPORT);
     req.report = &rp;
-    CHECK((r = call(b, &req)) != NULL && r->body_case == DSP_PB(RESPONSE__BODY_REPORT));
+    CHECK((r = th_call(b, &req)) != NULL && r->body_case == DSP_PB(RESPONSE__BODY_REPORT));
     CHECK(r->epoch > 0);
     dsp_client_free_response(r);
-    uint64_t report_id = req.id; /* call() set it; the list below reuses req */
+    uint64_t report_id = req.id; /* th_call() set it; the list below reuses req */
     req.body_case = DSP_PB(REQUEST__BODY_WORKER_LIST);
     req.worker_list = &wl;
-    CHECK((r = call(a, &req)) != NULL && r->body_case == DSP_PB(RESPONSE__BODY_WORKER_LIST));
+    CHECK((r = th_call(a, &req)) != NULL && r->body_case == DSP_PB(RESPONSE__BODY_WORKER_LIST));
     for (size_t i = 0; i < r->worker_list->n_workers; i++)
       if (strcmp(r->worker_list->workers[i]->name, "w1") == 0) {
         after = r->worker_list->workers[i]->inflight;
@@ -787,7 +764,7 @@ static void global_sequence_body(void) {
       dsp_client_free_response(rr2);
       req.body_case = DSP_PB(REQUEST__BODY_WORKER_LIST);
       req.worker_list = &wl;
-      CHECK((r = call(a, &req)) != NULL);
+      CHECK((r = th_call(a, &req)) != NULL);
       for (size_t i = 0; i < r->worker_list->n_workers; i++)
         if (strcmp(r->worker_list->workers[i]->name, "w1") == 0)
           again = r->worker_list->workers[i]->inflight;
@@ -795,11 +772,11 @@ static void global_sequence_body(void) {
       CHECK_INT(again, ==, after);
       req.body_case = DSP_PB(REQUEST__BODY_REPORT);
       req.report = &rp;
-      CHECK((r = call(b, &req)) != NULL && r->body_case == DSP_PB(RESPONSE__BODY_REPORT));
+      CHECK((r = th_call(b, &req)) != NULL && r->body_case == DSP_PB(RESPONSE__BODY_REPORT));
       dsp_client_free_response(r);
       req.body_case = DSP_PB(REQUEST__BODY_WORKER_LIST);
       req.worker_list = &wl;
-      CHECK((r = call(a, &req)) != NULL);
+      CHECK((r = th_call(a, &req)) != NULL);
       for (size_t i = 0; i < r->worker_list->n_workers; i++)
         if (strcmp(r->worker_list->workers[i]->name, "w1") == 0)
           again = r->worker_list->workers[i]->inflight;

@@ -164,20 +164,6 @@ static int says(const char *path, long status, const char *want) {
 
 /* ---- raw sockets ------------------------------------------------------------ */
 
-static int raw_connect(void) {
-  struct sockaddr_in a;
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  memset(&a, 0, sizeof(a));
-  a.sin_family = AF_INET;
-  a.sin_port = htons((uint16_t)port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 static int send_str(int fd, const char *s) {
   size_t n = strlen(s);
   return write(fd, s, n) == (ssize_t)n ? 0 : -1;
@@ -243,7 +229,7 @@ static int exchange(int fd, const char *req, size_t reqlen, int want, int *st, c
    server or not, as `want_close` says (a close is waited for up to 5 s; an
    open connection is watched for 200 ms). */
 static int raw_once(const char *req, int status, const char *body, int want_close) {
-  int st[1], fd = raw_connect(), got, closed = 0;
+  int st[1], fd = th_connect(port), got, closed = 0;
   char bodies[1][64];
   uint64_t end;
   if (fd < 0) return 0;
@@ -385,7 +371,7 @@ static void test_hang(void) {
   CHECK(says("/w/1/control/hang", 200, "mode hang\n"));
   /* A hung request and the one pipelined behind it stay unanswered while
      another connection is served. */
-  fd = raw_connect();
+  fd = th_connect(port);
   CHECK(fd >= 0);
   CHECK(send_str(fd, two) == 0);
   CHECK(says("/health", 200, "ok h\n"));
@@ -432,7 +418,7 @@ static void test_slow(void) {
   CHECK(says("/control/ok", 200, "mode ok\n"));
   /* Pipelined behind a slow one: answered after it, in order. */
   CHECK(says("/w/2/control/slow?ms=200", 200, "mode slow\n"));
-  fd = raw_connect();
+  fd = th_connect(port);
   CHECK(fd >= 0);
   t0 = th_now_ms();
   CHECK_INT(exchange(fd, two, strlen(two), 2, st, bodies, 10000), ==, 2);
@@ -445,7 +431,7 @@ static void test_slow(void) {
   /* A slow request (the --delay-ms default, 30 s) does not hold up another
      connection; it is still pending when that one is answered. */
   CHECK(says("/w/1/control/slow", 200, "mode slow\n"));
-  fd = raw_connect();
+  fd = th_connect(port);
   CHECK(fd >= 0);
   CHECK(send_str(fd, "GET /w/1/health HTTP/1.1\r\nHost: x\r\n\r\n") == 0);
   CHECK(says("/health", 200, "ok s\n"));
@@ -472,7 +458,7 @@ static void test_pipeline(void) {
   char (*mbodies)[64];
   CHECK(start(args) == 0);
   /* Two requests in one write: two answers in order. */
-  fd = raw_connect();
+  fd = th_connect(port);
   CHECK(fd >= 0);
   got = exchange(fd, two, strlen(two), 2, st, bodies, 10000);
   CHECK_INT(got, ==, 2);
@@ -507,7 +493,7 @@ static void test_pipeline(void) {
   }
   p = many;
   for (int i = 0; i < n; i++) p += sprintf(p, "GET /w/%d/health HTTP/1.1\r\n\r\n", i % 4);
-  fd = raw_connect();
+  fd = th_connect(port);
   got = fd < 0 ? -1 : exchange(fd, many, (size_t)(p - many), n, mst, mbodies, 60000);
   if (fd >= 0) close(fd);
   for (int i = 0; i < got; i++) {
@@ -574,11 +560,11 @@ static void test_bad_requests(void) {
   CHECK(ok);
   /* Clients that vanish mid-request or mid-body. */
   {
-    int fd = raw_connect();
+    int fd = th_connect(port);
     CHECK(fd >= 0);
     CHECK(send_str(fd, "POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc") == 0);
     close(fd);
-    fd = raw_connect();
+    fd = th_connect(port);
     CHECK(fd >= 0);
     CHECK(send_str(fd, "GET /hea") == 0);
     close(fd);
@@ -644,7 +630,7 @@ static void test_exit(void) {
   CHECK(start(args) == 0);
   /* Other connections (one hung) do not keep it alive. */
   CHECK(says("/w/1/control/hang", 200, "mode hang\n"));
-  fd = raw_connect();
+  fd = th_connect(port);
   CHECK(fd >= 0);
   CHECK(send_str(fd, "GET /w/1/health HTTP/1.1\r\n\r\n") == 0);
   CHECK(says("/health", 200, "ok e\n"));
@@ -660,7 +646,7 @@ static void test_sigterm(void) {
   CHECK(start(args) == 0);
   CHECK(says("/w/1/control/hang", 200, "mode hang\n"));
   CHECK(says("/w/2/control/slow?ms=60000", 200, "mode slow\n"));
-  for (int i = 0; i < 4; i++) CHECK((fds[i] = raw_connect()) >= 0);
+  for (int i = 0; i < 4; i++) CHECK((fds[i] = th_connect(port)) >= 0);
   CHECK(send_str(fds[0], "GET /w/1/health HTTP/1.1\r\n\r\n") == 0);     /* hung */
   CHECK(send_str(fds[1], "GET /w/2/health HTTP/1.1\r\n\r\nGET /") == 0); /* slow + kept */
   CHECK(send_str(fds[2], "GET /health HTTP/1.1\r\nHost:") == 0);      /* partial */
@@ -691,7 +677,7 @@ static void test_many(void) {
   p = reqs;
   for (int i = 0; i < n; i++) p += sprintf(p, "GET /w/%d/health HTTP/1.1\r\n\r\n", i);
   {
-    int fd = raw_connect();
+    int fd = th_connect(port);
     got = fd < 0 ? -1 : exchange(fd, reqs, (size_t)(p - reqs), n, st, bodies, 60000);
     if (fd >= 0) close(fd);
   }
@@ -709,7 +695,7 @@ static void test_many(void) {
   CHECK_INT(got, ==, n);
   CHECK_INT(get("/w/10000/health", NULL, 0), ==, 404);
   /* Many connections at once, each with one request in flight. */
-  for (int i = 0; i < nconn; i++) fds[i] = raw_connect();
+  for (int i = 0; i < nconn; i++) fds[i] = th_connect(port);
   got = 0;
   for (int i = 0; i < nconn; i++) {
     char req[64];
