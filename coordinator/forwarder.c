@@ -12,6 +12,11 @@
  * waiting: it expires the ones past their deadline, notices a new leader
  * (re-reading the leader znode's copy in member.c costs nothing) and
  * reconnects.
+ *
+ * Routes for one decision that ask for the same thing are gathered in
+ * `open` as they arrive and become one slot (a batch: one Route with a
+ * count, several waiters) when something else arrives, at BATCH_MAX, or
+ * when the loop turn ends, just before the write.
  */
 #include "forwarder.h"
 
@@ -27,11 +32,19 @@
 #define TICK_MS 20
 #define RECONNECT_MS 100
 #define RELABEL_MAX 22 /* what forwarding appends: two tags, two varints */
+#define BATCH_MAX 128  /* decisions per coalesced Route (service.c allows 1000) */
+
+typedef struct {
+  dsp_rpc_conn *conn;
+  uint64_t id;            /* the client's request id */
+} waiter;
 
 typedef struct {
   uint64_t uid;           /* 0: free */
-  dsp_rpc_conn *conn;
-  uint64_t client_id;
+  waiter *w;              /* who is waiting: &one, or a batch's malloc'd array */
+  unsigned nwait;
+  int batch;              /* a coalesced Route: one decision of the reply each */
+  waiter one;
   uint8_t *frame;         /* header + Request with id = uid: `small` or malloc'd */
   size_t len;
   uint64_t deadline;
@@ -70,10 +83,21 @@ struct dsp_forwarder {
   void *local_ctx;
   int64_t highest_epoch;   /* of every reply passed on */
   int closing, handles;
+  /* The batch being gathered this loop turn: Routes for the same thing
+     (their RouteRequest bytes), sent as one when the turn ends. */
+  struct {
+    uint8_t route[DSP_ROUTE_SUB_MAX];
+    size_t routelen;
+    unsigned n;
+    waiter w[BATCH_MAX];
+  } open;
+  dsp_buf scratch;           /* one client's share of a batch's reply */
 };
 
 static void up_close(dsp_forwarder *f);
 static void pump(dsp_forwarder *f);
+static void send_slot(dsp_forwarder *f, slot *s);
+static void on_tick(uv_timer_t *t);
 
 /* ---- slots ---------------------------------------------------------------- */
 
@@ -83,7 +107,8 @@ static slot *find(dsp_forwarder *f, uint64_t uid) {
 }
 
 static void release(dsp_forwarder *f, slot *s) {
-  dsp_rpc_conn_unref(s->conn);
+  for (unsigned i = 0; i < s->nwait; i++) dsp_rpc_conn_unref(s->w[i].conn);
+  if (s->w != &s->one) free(s->w);
   if (s->frame != s->small) free(s->frame);
   memset(s, 0, sizeof(*s));
   f->npending--;
@@ -91,8 +116,33 @@ static void release(dsp_forwarder *f, slot *s) {
 }
 
 static void answer_error(dsp_forwarder *f, slot *s, int code, const char *msg) {
-  dsp_rpc_reply_error(s->conn, s->client_id, 0, code, msg);
+  for (unsigned i = 0; i < s->nwait; i++) dsp_rpc_reply_error(s->w[i].conn, s->w[i].id, 0, code, msg);
   release(f, s);
+}
+
+/* 1 when every client waiting on s has gone. */
+static int abandoned(const slot *s) {
+  for (unsigned i = 0; i < s->nwait; i++)
+    if (!dsp_rpc_conn_closed(s->w[i].conn)) return 0;
+  return 1;
+}
+
+/* The free slot for the next uid, or NULL when the window is full. */
+static slot *claim(dsp_forwarder *f) {
+  slot *s = &f->slots[f->next & (f->cap - 1)];
+  return s->uid == 0 ? s : NULL;
+}
+
+/* s (claimed, frame and waiters set) is pending from now on. */
+static void enqueue(dsp_forwarder *f, slot *s) {
+  s->uid = f->next++;
+  s->deadline = uv_now(f->loop) + f->hold_ms;
+  s->sent = 0;
+  f->npending++;
+  if (f->up != NULL && f->up->connected) send_slot(f, s);
+  else pump(f);
+  if (!uv_is_active((uv_handle_t *)&f->tick) && f->npending > 0)
+    uv_timer_start(&f->tick, on_tick, TICK_MS, TICK_MS);
 }
 
 /* ---- output --------------------------------------------------------------- */
@@ -148,10 +198,54 @@ static void flush(dsp_forwarder *f) {
   u->write_busy = 1;
 }
 
-static void on_prepare(uv_prepare_t *p) { flush(p->data); }
-static void on_check(uv_check_t *c) { flush(c->data); }
+/* Send the batch gathered so far as one Route (count = its size). */
+static void batch_close(dsp_forwarder *f) {
+  unsigned n = f->open.n;
+  size_t len = DSP_ROUTE_BATCH_FRAME_MAX(f->open.routelen);
+  slot *s;
+  if (n == 0) return;
+  f->open.n = 0;
+  s = claim(f);
+  if (s != NULL) {
+    s->frame = len <= sizeof(s->small) ? s->small : malloc(len);
+    s->w = n == 1 ? &s->one : malloc(n * sizeof(waiter));
+  }
+  if (s == NULL || s->frame == NULL || s->w == NULL) {
+    if (s != NULL && s->frame != s->small) free(s->frame);
+    if (s != NULL && s->w != &s->one) free(s->w);
+    for (unsigned i = 0; i < n; i++) {
+      dsp_rpc_reply_error(f->open.w[i].conn, f->open.w[i].id, 0, DSP_PB(ERROR_CODE__BUSY),
+                          s == NULL ? "too many requests waiting for the coordinator"
+                                    : "out of memory");
+      dsp_rpc_conn_unref(f->open.w[i].conn);
+    }
+    if (s != NULL) memset(s, 0, sizeof(*s));
+    return;
+  }
+  memcpy(s->w, f->open.w, n * sizeof(waiter));
+  s->nwait = n;
+  s->batch = 1;
+  s->len = dsp_pb_route_batch(s->frame, f->open.route, f->open.routelen, n, f->next);
+  enqueue(f, s);
+}
+
+static void on_prepare(uv_prepare_t *p) {
+  batch_close(p->data);
+  flush(p->data);
+}
+static void on_check(uv_check_t *c) {
+  batch_close(c->data);
+  flush(c->data);
+}
 
 /* ---- upstream connection ------------------------------------------------- */
+
+static void forwarder_free(dsp_forwarder *f) {
+  free(f->slots);
+  free(f->out.p);
+  free(f->scratch.p);
+  free(f);
+}
 
 static void on_up_closed(uv_handle_t *h) {
   upconn *u = h->data;
@@ -159,11 +253,7 @@ static void on_up_closed(uv_handle_t *h) {
   dsp_framer_free(&u->in);
   free(u->writing.p);
   free(u);
-  if (--f->handles == 0) {
-    free(f->slots);
-    free(f->out.p);
-    free(f);
-  }
+  if (--f->handles == 0) forwarder_free(f);
 }
 
 /* Drop the connection; what was sent on it and not answered goes again. */
@@ -188,11 +278,14 @@ static void up_close(dsp_forwarder *f) {
  * its id (field 1), epoch (2) and, for an error (3), the code (its field 1).
  * Returns 0, or -1 if the bytes are not a well-formed message.
  */
-static int peek_reply(const uint8_t *p, size_t n, uint64_t *id, int64_t *epoch, int *code) {
+static int peek_reply(const uint8_t *p, size_t n, uint64_t *id, int64_t *epoch, int *code,
+                      const uint8_t **route, size_t *routelen) {
   size_t off = 0;
   *id = 0;
   *epoch = 0;
   *code = 0;
+  *route = NULL;
+  *routelen = 0;
   while (off < n) {
     uint64_t tag, v;
     if (dsp_varint_get(p, n, &off, &tag) != 0) return -1;
@@ -206,6 +299,10 @@ static int peek_reply(const uint8_t *p, size_t n, uint64_t *id, int64_t *epoch, 
       case 5: off += 4; break;
       case 2:
         if (dsp_varint_get(p, n, &off, &v) != 0 || v > n - off) return -1;
+        if (tag >> 3 == 4) { /* RouteReply */
+          *route = p + off;
+          *routelen = (size_t)v;
+        }
         if (tag >> 3 == 3) { /* Error { code = 1; message = 2; } */
           size_t e = off;
           uint64_t etag, ev;
@@ -231,13 +328,35 @@ static int peek_reply(const uint8_t *p, size_t n, uint64_t *id, int64_t *epoch, 
   return 0;
 }
 
+/* A batch's RouteReply: its decisions, one to each client in order. */
+static void split_reply(dsp_forwarder *f, slot *s, int64_t epoch, const uint8_t *route,
+                        size_t routelen) {
+  size_t off = 0, declen = 0;
+  const uint8_t *dec = NULL;
+  unsigned i = 0;
+  for (; i < s->nwait; i++) {
+    if (dsp_pb_next_decision(route, routelen, &off, &dec, &declen) != 1) break;
+    f->scratch.len = 0;
+    if (dsp_buf_reserve(&f->scratch, DSP_ROUTE_REPLY_MAX(declen)) != 0) break;
+    dsp_rpc_reply_raw(s->w[i].conn, f->scratch.p,
+                      dsp_pb_route_reply(f->scratch.p, s->w[i].id, epoch, dec, declen), NULL, 0);
+  }
+  if (i < s->nwait)
+    DSP_WARN("forwarding: a batch of %u routes got only %u decisions", s->nwait, i);
+  for (; i < s->nwait; i++)
+    dsp_rpc_reply_error(s->w[i].conn, s->w[i].id, 0, DSP_PB(ERROR_CODE__INTERNAL),
+                        "the coordinator's reply was short of decisions");
+}
+
 static void on_reply(dsp_forwarder *f, const uint8_t *p, size_t n) {
   uint64_t id;
   int64_t epoch;
   int code;
   uint8_t suffix[11];
+  const uint8_t *route;
+  size_t routelen;
   slot *s;
-  if (peek_reply(p, n, &id, &epoch, &code) != 0) {
+  if (peek_reply(p, n, &id, &epoch, &code, &route, &routelen) != 0) {
     DSP_WARN("forwarding: undecodable reply from %s; reconnecting", f->up ? f->up->addr : "?");
     up_close(f);
     return;
@@ -257,8 +376,14 @@ static void on_reply(dsp_forwarder *f, const uint8_t *p, size_t n) {
     return;
   }
   if (epoch > f->highest_epoch) f->highest_epoch = epoch;
-  suffix[0] = 0x08; /* field 1 (id), varint: the client's id wins */
-  dsp_rpc_reply_raw(s->conn, p, n, suffix, 1 + dsp_varint_put(suffix + 1, s->client_id));
+  if (s->batch && code == 0) {
+    split_reply(f, s, epoch, route, routelen);
+  } else {
+    /* The reply as it came, or an error for all of a batch: relabelled. */
+    suffix[0] = 0x08; /* field 1 (id), varint: the client's id wins */
+    for (unsigned i = 0; i < s->nwait; i++)
+      dsp_rpc_reply_raw(s->w[i].conn, p, n, suffix, 1 + dsp_varint_put(suffix + 1, s->w[i].id));
+  }
   release(f, s);
 }
 
@@ -339,6 +464,38 @@ static void up_open(dsp_forwarder *f, const char *addr) {
 
 /* ---- the pump ------------------------------------------------------------- */
 
+/* A batch, once this member coordinates: each of its Routes, decided here. */
+static void answer_batch_here(dsp_forwarder *f, slot *s) {
+  waiter w[BATCH_MAX];
+  unsigned n = s->nwait;
+  dsp_pb_request *req =
+      dispatcher__v1__request__unpack(NULL, s->len - DSP_FRAME_HEADER, s->frame + DSP_FRAME_HEADER);
+  if (req == NULL || req->body_case != DSP_PB(REQUEST__BODY_ROUTE)) {
+    if (req != NULL) dispatcher__v1__request__free_unpacked(req, NULL);
+    answer_error(f, s, DSP_PB(ERROR_CODE__INTERNAL), "cannot re-read a held request");
+    return;
+  }
+  memcpy(w, s->w, n * sizeof(*w));
+  for (unsigned i = 0; i < n; i++) dsp_rpc_conn_ref(w[i].conn);
+  release(f, s);
+  req->route->count = 1;
+  req->origin_id = 0;
+  for (unsigned i = 0; i < n; i++) {
+    uint8_t raw[DSP_ROUTE_BATCH_FRAME_MAX(DSP_ROUTE_SUB_MAX)];
+    size_t len;
+    req->id = w[i].id;
+    if (dispatcher__v1__request__get_packed_size(req) <= sizeof(raw)) {
+      len = dispatcher__v1__request__pack(req, raw);
+      f->local(f->local_ctx, w[i].conn, req, raw, len);
+    } else { /* cannot be: the batch came from a Route of at most that */
+      dsp_rpc_reply_error(w[i].conn, w[i].id, 0, DSP_PB(ERROR_CODE__INTERNAL),
+                          "cannot re-read a held request");
+    }
+    dsp_rpc_conn_unref(w[i].conn);
+  }
+  dispatcher__v1__request__free_unpacked(req, NULL);
+}
+
 /* Move requests along: expire, hand to the local service, (re)connect, send. */
 static void pump(dsp_forwarder *f) {
   const dsp_leader_info *l = dsp_member_leader(f->member);
@@ -350,14 +507,16 @@ static void pump(dsp_forwarder *f) {
   for (uint64_t id = f->low; id < f->next; id++) {
     slot *s = find(f, id);
     if (s == NULL || s->sent) continue;
-    if (dsp_rpc_conn_closed(s->conn)) {
-      release(f, s); /* its client is gone */
+    if (abandoned(s)) {
+      release(f, s); /* its clients are gone */
+    } else if (local && s->batch) {
+      answer_batch_here(f, s);
     } else if (local) {
       /* We are the coordinator now: answer it ourselves. */
       dsp_pb_request *req =
           dispatcher__v1__request__unpack(NULL, s->len - DSP_FRAME_HEADER, s->frame + DSP_FRAME_HEADER);
       if (req != NULL) {
-        dsp_rpc_conn *c = s->conn;
+        dsp_rpc_conn *c = s->one.conn;
         size_t flen = s->len;
         uint8_t *frame = s->frame != s->small ? s->frame : malloc(flen);
         if (frame == NULL) {
@@ -366,7 +525,7 @@ static void pump(dsp_forwarder *f) {
           continue;
         }
         if (s->frame == s->small) memcpy(frame, s->small, flen);
-        req->id = s->client_id;
+        req->id = s->one.id;
         s->frame = NULL; /* ours now */
         dsp_rpc_conn_ref(c);
         release(f, s);
@@ -448,7 +607,8 @@ void dsp_forwarder_set_max_frame(dsp_forwarder *f, size_t max_frame) {
 void dsp_forwarder_submit(dsp_forwarder *f, dsp_rpc_conn *c, uint64_t client_id,
                           const uint8_t *raw, size_t rawlen) {
   slot *s;
-  size_t n;
+  size_t n, routelen;
+  const uint8_t *route;
   if (f->max_frame != 0 && rawlen + RELABEL_MAX > f->max_frame) {
     /* With our two fields it would be over the coordinator's limit, which
        answers that by closing the link every forwarded request shares. */
@@ -463,8 +623,26 @@ void dsp_forwarder_submit(dsp_forwarder *f, dsp_rpc_conn *c, uint64_t client_id,
     dsp_rpc_reply_error(c, client_id, 0, DSP_PB(ERROR_CODE__NO_COORDINATOR), "shutting down");
     return;
   }
-  s = &f->slots[f->next & (f->cap - 1)];
-  if (s->uid != 0) {
+  if (dsp_pb_route_single(raw, rawlen, &route, &routelen) &&
+      (f->max_frame == 0 ||
+       DSP_ROUTE_BATCH_FRAME_MAX(routelen) - DSP_FRAME_HEADER <= f->max_frame)) {
+    /* Gathered with the other Routes for the same thing this turn. */
+    if (f->open.n > 0 &&
+        (routelen != f->open.routelen || memcmp(route, f->open.route, routelen) != 0))
+      batch_close(f);
+    if (f->open.n == 0) {
+      memcpy(f->open.route, route, routelen);
+      f->open.routelen = routelen;
+    }
+    f->open.w[f->open.n].conn = c;
+    f->open.w[f->open.n].id = client_id;
+    f->open.n++;
+    dsp_rpc_conn_ref(c);
+    if (f->open.n == BATCH_MAX) batch_close(f);
+    return;
+  }
+  s = claim(f);
+  if (s == NULL) {
     dsp_rpc_reply_error(c, client_id, 0, DSP_PB(ERROR_CODE__BUSY),
                         "too many requests waiting for the coordinator");
     return;
@@ -485,17 +663,12 @@ void dsp_forwarder_submit(dsp_forwarder *f, dsp_rpc_conn *c, uint64_t client_id,
   n += dsp_varint_put(s->frame + DSP_FRAME_HEADER + n, f->next);
   dsp_frame_put_header(s->frame, (uint32_t)n);
   s->len = n + DSP_FRAME_HEADER;
-  s->uid = f->next++;
-  s->conn = c;
-  s->client_id = client_id;
-  s->deadline = uv_now(f->loop) + f->hold_ms;
-  s->sent = 0;
+  s->one.conn = c;
+  s->one.id = client_id;
+  s->w = &s->one;
+  s->nwait = 1;
   dsp_rpc_conn_ref(c);
-  f->npending++;
-  if (f->up != NULL && f->up->connected) send_slot(f, s);
-  else pump(f);
-  if (!uv_is_active((uv_handle_t *)&f->tick) && f->npending > 0)
-    uv_timer_start(&f->tick, on_tick, TICK_MS, TICK_MS);
+  enqueue(f, s);
 }
 
 void dsp_forwarder_poke(dsp_forwarder *f) {
@@ -504,15 +677,17 @@ void dsp_forwarder_poke(dsp_forwarder *f) {
 
 static void on_handle_closed(uv_handle_t *h) {
   dsp_forwarder *f = h->data;
-  if (--f->handles == 0) {
-    free(f->slots);
-    free(f->out.p);
-    free(f);
-  }
+  if (--f->handles == 0) forwarder_free(f);
 }
 
 void dsp_forwarder_close(dsp_forwarder *f) {
   if (f == NULL || f->closing) return;
+  for (unsigned i = 0; i < f->open.n; i++) {
+    dsp_rpc_reply_error(f->open.w[i].conn, f->open.w[i].id, 0,
+                        DSP_PB(ERROR_CODE__NO_COORDINATOR), "shutting down");
+    dsp_rpc_conn_unref(f->open.w[i].conn);
+  }
+  f->open.n = 0;
   for (uint64_t id = f->low; id < f->next; id++) {
     slot *s = find(f, id);
     if (s != NULL) answer_error(f, s, DSP_PB(ERROR_CODE__NO_COORDINATOR), "shutting down");

@@ -18,7 +18,10 @@
  *    request is sent again instead.
  * Requests go out byte for byte, client_token included, with an id field of
  * ours appended (protobuf keeps the last value of a scalar field), so a
- * follower neither decodes nor encodes what it passes along.
+ * follower neither decodes nor encodes what it passes along. The exception
+ * is Routes for one decision: the alike ones of a loop turn are sent as one
+ * Route with a count (frame.h, "Route batches"), and each client gets one
+ * decision of the reply, in order.
  */
 #ifndef DSP_FORWARDER_H
 #define DSP_FORWARDER_H

@@ -122,20 +122,30 @@ int dsp_varint_get(const uint8_t *p, size_t n, size_t *off, uint64_t *v) {
 /* Wire types we accept (protobuf-c has no groups). */
 enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
 
-/* One field at p[*off..n): its number, wire type, value (varint) or
-   payload (length-delimited). 0, or -1 if malformed. */
-static int next_field(const uint8_t *p, size_t n, size_t *off, uint32_t *num, unsigned *wt,
-                      uint64_t *v, const uint8_t **sub, size_t *sublen) {
+/* One field of a message. */
+typedef struct {
+  uint32_t num;
+  unsigned wt;
+  uint64_t v;             /* a varint's value */
+  const uint8_t *sub;     /* a length-delimited payload */
+  size_t sublen;
+} pb_field;
+
+/* The field at p[*off..n), *off moved past it. 0, or -1 if malformed. */
+static int next_field(const uint8_t *p, size_t n, size_t *off, pb_field *f) {
   uint64_t tag;
   size_t start = *off;
+  f->v = 0;
+  f->sub = NULL;
+  f->sublen = 0;
   if (dsp_varint_get(p, n, off, &tag) != 0 || *off - start > 5) return -1;
   if ((tag >> 3) == 0 || (tag >> 3) > 0x1fffffff) return -1;
-  *num = (uint32_t)(tag >> 3);
-  *wt = (unsigned)(tag & 7);
-  switch (*wt) {
+  f->num = (uint32_t)(tag >> 3);
+  f->wt = (unsigned)(tag & 7);
+  switch (f->wt) {
     case WT_VARINT:
       start = *off;
-      return dsp_varint_get(p, n, off, v) == 0 && *off - start <= 10 ? 0 : -1;
+      return dsp_varint_get(p, n, off, &f->v) == 0 && *off - start <= 10 ? 0 : -1;
     case WT_I64:
       if (n - *off < 8) return -1;
       *off += 8;
@@ -147,12 +157,12 @@ static int next_field(const uint8_t *p, size_t n, size_t *off, uint32_t *num, un
     case WT_LEN:
       /* protobuf-c reads a length in at most 5 bytes. */
       start = *off;
-      if (dsp_varint_get(p, n, off, v) != 0 || *off - start > 5 || *v > n - *off ||
-          *v > 0x7fffffff)
+      if (dsp_varint_get(p, n, off, &f->v) != 0 || *off - start > 5 || f->v > n - *off ||
+          f->v > 0x7fffffff)
         return -1;
-      *sub = p + *off;
-      *sublen = (size_t)*v;
-      *off += (size_t)*v;
+      f->sub = p + *off;
+      f->sublen = (size_t)f->v;
+      *off += (size_t)f->v;
       return 0;
     default:
       return -1;
@@ -160,49 +170,51 @@ static int next_field(const uint8_t *p, size_t n, size_t *off, uint32_t *num, un
 }
 
 /* A body message whose known fields are `spec`: for field k (1..3), the
-   wire type it must have, or -1 for none. */
-static int body_ok(const uint8_t *p, size_t n, const int spec[4]) {
+   wire type it must have, or -1 for none. 1 if well-formed; then, if
+   `last` is not NULL, last[k] is the last value of varint field k (0 when
+   absent). */
+static int body_ok(const uint8_t *p, size_t n, const int spec[4], uint64_t last[4]) {
   size_t off = 0;
+  pb_field f;
+  if (last != NULL) memset(last, 0, 4 * sizeof(*last));
   while (off < n) {
-    uint32_t num;
-    unsigned wt;
-    uint64_t v;
-    const uint8_t *sub;
-    size_t sublen;
-    if (next_field(p, n, &off, &num, &wt, &v, &sub, &sublen) != 0) return 0;
-    if (num <= 3 && spec[num] >= 0 && (unsigned)spec[num] != wt) return 0;
+    if (next_field(p, n, &off, &f) != 0) return 0;
+    if (f.num <= 3 && spec[f.num] >= 0 && (unsigned)spec[f.num] != f.wt) return 0;
+    if (f.num <= 3 && f.wt == WT_VARINT && last != NULL) last[f.num] = f.v;
   }
   return 1;
 }
 
+/* Known fields of RouteRequest, ReportRequest, WorkerListRequest and
+   HeartbeatRequest (proto/dispatcher.proto). */
+static const int route_spec[4] = {-1, WT_LEN, WT_LEN, WT_VARINT};
+static const int report_spec[4] = {-1, WT_LEN, WT_VARINT, WT_VARINT};
+static const int none_spec[4] = {-1, -1, -1, -1};
+static const int heartbeat_spec[4] = {-1, WT_LEN, -1, -1};
+
 int dsp_pb_peek(const uint8_t *p, size_t n, dsp_pb_envelope *out) {
-  /* Known fields of RouteRequest, ReportRequest, WorkerListRequest and
-     HeartbeatRequest (proto/dispatcher.proto). */
-  static const int route[4] = {-1, WT_LEN, WT_LEN, WT_VARINT};
-  static const int report[4] = {-1, WT_LEN, WT_VARINT, WT_VARINT};
-  static const int none[4] = {-1, -1, -1, -1};
-  static const int heartbeat[4] = {-1, WT_LEN, -1, -1};
   size_t off = 0;
+  pb_field f;
   out->id = out->origin_id = 0;
   out->body = 0;
   while (off < n) {
-    uint32_t num;
-    unsigned wt;
-    uint64_t v = 0;
-    const uint8_t *sub = NULL;
-    size_t sublen = 0;
-    if (next_field(p, n, &off, &num, &wt, &v, &sub, &sublen) != 0) return -1;
-    switch (num) {
+    if (next_field(p, n, &off, &f) != 0) return -1;
+    switch (f.num) {
       case 1: case 14: case 15:
-        if (wt != WT_VARINT) return -1;
-        if (num == 1) out->id = v;
-        if (num == 14) out->origin_id = v;
+        if (f.wt != WT_VARINT) return -1;
+        if (f.num == 1) out->id = f.v;
+        if (f.num == 14) out->origin_id = f.v;
         break;
       case 2: case 3: case 8: case 9:
-        if (wt != WT_LEN ||
-            !body_ok(sub, sublen, num == 2 ? route : num == 3 ? report : num == 8 ? none : heartbeat))
+        if (f.wt != WT_LEN ||
+            !body_ok(f.sub, f.sublen,
+                     f.num == 2 ? route_spec
+                     : f.num == 3 ? report_spec
+                     : f.num == 8 ? none_spec
+                                  : heartbeat_spec,
+                     NULL))
           return -1;
-        out->body = num;
+        out->body = f.num;
         break;
       case 4: case 5: case 6: case 7:
         return -1; /* bodies we do not read here */
@@ -211,6 +223,76 @@ int dsp_pb_peek(const uint8_t *p, size_t n, dsp_pb_envelope *out) {
     }
   }
   return 0;
+}
+
+/* ---- route batches (forwarder.c) ------------------------------------------ */
+
+int dsp_pb_route_single(const uint8_t *p, size_t n, const uint8_t **route, size_t *routelen) {
+  size_t off = 0;
+  uint64_t last[4];
+  pb_field f;
+  int nroute = 0;
+  while (off < n) {
+    if (next_field(p, n, &off, &f) != 0) return 0;
+    if (f.num == 1 && f.wt == WT_VARINT) continue;
+    if (f.num != 2 || f.wt != WT_LEN || nroute++ > 0) return 0;
+    /* One decision: count (field 3, the last one wins) is 0 or 1. */
+    if (f.sublen > DSP_ROUTE_SUB_MAX || !body_ok(f.sub, f.sublen, route_spec, last) ||
+        last[3] > 1)
+      return 0;
+    *route = f.sub;
+    *routelen = f.sublen;
+  }
+  return nroute == 1;
+}
+
+/* A one-byte tag, then a varint (a value, or the length of what follows). */
+static size_t put_tagged(uint8_t *out, uint8_t tag, uint64_t v) {
+  out[0] = tag;
+  return 1 + dsp_varint_put(out + 1, v);
+}
+
+size_t dsp_pb_route_batch(uint8_t *out, const uint8_t *route, size_t routelen, uint32_t count,
+                          uint64_t id) {
+  uint8_t tail[6];
+  size_t n = DSP_FRAME_HEADER;
+  /* RouteRequest.count, after the client's: the last one wins. */
+  size_t t = put_tagged(tail, 0x18, count);
+  n += put_tagged(out + n, 0x12, routelen + t); /* Request.route */
+  memcpy(out + n, route, routelen);
+  memcpy(out + n + routelen, tail, t);
+  n += routelen + t;
+  /* Request.origin_id (forwarded: never to be forwarded again), Request.id */
+  n += put_tagged(out + n, 0x70, id);
+  n += put_tagged(out + n, 0x08, id);
+  dsp_frame_put_header(out, (uint32_t)(n - DSP_FRAME_HEADER));
+  return n;
+}
+
+int dsp_pb_next_decision(const uint8_t *p, size_t n, size_t *off, const uint8_t **dec,
+                         size_t *declen) {
+  pb_field f;
+  while (*off < n) {
+    if (next_field(p, n, off, &f) != 0) return -1;
+    if (f.num == 1 && f.wt == WT_LEN) {
+      *dec = f.sub;
+      *declen = f.sublen;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+size_t dsp_pb_route_reply(uint8_t *out, uint64_t id, int64_t epoch, const uint8_t *dec,
+                          size_t declen) {
+  uint8_t head[6];
+  size_t h = put_tagged(head, 0x0a, declen); /* RouteReply.decisions */
+  size_t n = put_tagged(out, 0x08, id);      /* Response.id */
+  if (epoch != 0) n += put_tagged(out + n, 0x10, (uint64_t)epoch); /* Response.epoch */
+  n += put_tagged(out + n, 0x22, h + declen); /* Response.route */
+  memcpy(out + n, head, h);
+  memcpy(out + n + h, dec, declen);
+  return n + h + declen;
 }
 
 int dsp_buf_reserve(dsp_buf *b, size_t more) {

@@ -97,6 +97,43 @@ typedef struct {
 } dsp_pb_envelope;
 int dsp_pb_peek(const uint8_t *p, size_t n, dsp_pb_envelope *out);
 
+/*
+ * Route batches: a follower gathers the Route requests of one loop turn that
+ * ask for the same thing (strategy and key) into one Route with count = how
+ * many, and hands each client one decision of the reply, in order
+ * (forwarder.c; docs/protocol.md, "Forwarding").
+ *
+ * dsp_pb_route_single: 1 when the Request p[n] has only id (1) fields and
+ * exactly one route (2), a well-formed RouteRequest (fields 1-3 of their
+ * own wire types) of at most DSP_ROUTE_SUB_MAX bytes asking for one
+ * decision (count absent, 0 or 1); *route and *routelen are then its bytes.
+ * 0 for anything else. Like dsp_pb_peek, stricter than the decoder, never
+ * looser (tests/fuzz/fuzz_peek.c).
+ *
+ * dsp_pb_route_batch: the frame (header included) of Request{route = those
+ * bytes with count set to `count`; id = origin_id = id} into out (origin_id
+ * marks it forwarded, as forwarder.c marks every request it passes on), which has room for
+ * DSP_ROUTE_BATCH_FRAME_MAX(routelen) bytes; returns its length.
+ *
+ * dsp_pb_next_decision: the next Decision in the RouteReply p[n], from
+ * *off (start at 0): 1 with *dec and *declen set, 0 at the end, -1 if
+ * malformed.
+ *
+ * dsp_pb_route_reply: Response{id; epoch; route{decisions: [dec]}} into
+ * out, which has room for DSP_ROUTE_REPLY_MAX(declen) bytes; returns its
+ * length.
+ */
+#define DSP_ROUTE_SUB_MAX 256
+#define DSP_ROUTE_BATCH_FRAME_MAX(routelen) (DSP_FRAME_HEADER + (routelen) + 40)
+#define DSP_ROUTE_REPLY_MAX(declen) ((declen) + 34)
+int dsp_pb_route_single(const uint8_t *p, size_t n, const uint8_t **route, size_t *routelen);
+size_t dsp_pb_route_batch(uint8_t *out, const uint8_t *route, size_t routelen, uint32_t count,
+                          uint64_t id);
+int dsp_pb_next_decision(const uint8_t *p, size_t n, size_t *off, const uint8_t **dec,
+                         size_t *declen);
+size_t dsp_pb_route_reply(uint8_t *out, uint64_t id, int64_t epoch, const uint8_t *dec,
+                          size_t declen);
+
 /* Write the 4-byte header for a body of `len` bytes. */
 void dsp_frame_put_header(uint8_t out[DSP_FRAME_HEADER], uint32_t len);
 

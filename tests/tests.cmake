@@ -21,7 +21,7 @@ target_link_options(test_balance PRIVATE
 
 dsp_unit_test(test_election tests/unit/test_election.c dsp_core)
 dsp_unit_test(test_json tests/unit/test_json.c dsp_core)
-dsp_unit_test(test_frame tests/unit/test_frame.c dsp_core)
+dsp_unit_test(test_frame tests/unit/test_frame.c dsp_rpc)
 dsp_unit_test(test_dedupe tests/unit/test_dedupe.c dsp_core)
 dsp_unit_test(test_registry tests/unit/test_registry.c dsp_member)
 dsp_unit_test(test_health tests/unit/test_health.c dsp_core)

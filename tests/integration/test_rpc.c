@@ -686,6 +686,92 @@ static int route_one(dsp_client *c, const char *strategy, char *worker, size_t w
   return ok;
 }
 
+/*
+ * A burst of pipelined routes through one client, written at once: n
+ * Routes, where every 7th asks round-robin, every 11th asks weighted with
+ * count 3 and every 13th asks hash with key "k" (the rest: weighted, one
+ * decision). A follower gathers the alike ones of a loop turn into one
+ * Route (forwarder.c) and hands the decisions out again. Checks: every id
+ * answered once, with the decisions it asked for; weighted 1:2:5 decisions
+ * (all of them, in whichever order) keep exact proportions; every key
+ * lands on one worker. *lowest: the lowest epoch seen (0 on a failure);
+ * *weighted_total: the weighted decisions.
+ */
+static void route_burst(dsp_client *c, int n, int64_t *lowest, int *weighted_total) {
+  static int kind[4001];
+  static char seen[4001];
+  char err[256], hash_worker[64] = "";
+  int counts[4] = {0}, rr[4] = {0}, got = 0;
+  uint64_t first = 0;
+  int64_t low = 0;
+  *lowest = 0;
+  *weighted_total = 0;
+  CHECK(n <= 4000);
+  memset(seen, 0, sizeof(seen));
+  for (int i = 1; i <= n; i++) {
+    dsp_pb_request req = DISPATCHER__V1__REQUEST__INIT;
+    Dispatcher__V1__RouteRequest rq = DISPATCHER__V1__ROUTE_REQUEST__INIT;
+    uint64_t id = dsp_client_next_id(c);
+    if (first == 0) first = id;
+    kind[i] = i % 13 == 0 ? 3 : i % 11 == 0 ? 2 : i % 7 == 0 ? 1 : 0;
+    rq.strategy = kind[i] == 1 ? "round-robin" : kind[i] == 3 ? "hash" : "weighted";
+    if (kind[i] == 2) rq.count = 3;
+    if (kind[i] == 3) {
+      rq.key.data = (uint8_t *)"k";
+      rq.key.len = 1;
+    }
+    req.id = id;
+    req.body_case = DSP_PB(REQUEST__BODY_ROUTE);
+    req.route = &rq;
+    CHECK(id == first + (uint64_t)(i - 1));
+    CHECK(dsp_client_send(c, &req) == 0);
+  }
+  CHECK(dsp_client_flush(c, err, sizeof(err)) == 0);
+  while (got < n) {
+    dsp_pb_response *r;
+    int i;
+    if (dsp_client_recv(c, &r, err, sizeof(err)) != 0) {
+      fprintf(stderr, "burst: %s\n", err);
+      CHECK(!"every burst route answered");
+    }
+    i = (int)(r->id - first) + 1;
+    got++;
+    CHECK(r->id >= first && i <= n && !seen[i]); /* one reply to each */
+    if (r->body_case != DSP_PB(RESPONSE__BODY_ROUTE)) {
+      fprintf(stderr, "burst route %d: %s\n", i,
+              r->body_case == DSP_PB(RESPONSE__BODY_ERROR) ? r->error->message : "?");
+      CHECK(!"a route reply");
+    } else {
+      size_t want = kind[i] == 2 ? 3 : 1;
+      seen[i] = 1;
+      CHECK_INT(r->route->n_decisions, ==, want);
+      for (size_t d = 0; d < r->route->n_decisions; d++) {
+        const char *w = r->route->decisions[d]->worker;
+        int wi = w[0] == 'w' && w[1] >= '1' && w[1] <= '3' ? w[1] - '0' : 0;
+        CHECK(wi != 0);
+        if (kind[i] == 1) rr[wi]++;
+        else if (kind[i] == 3) {
+          if (hash_worker[0] == '\0') snprintf(hash_worker, sizeof(hash_worker), "%s", w);
+          CHECK_STR(w, hash_worker);
+        } else counts[wi]++;
+      }
+      if (low == 0 || r->epoch < low) low = r->epoch;
+    }
+    dsp_client_free_response(r);
+  }
+  /* Proportions over whole cycles; the caller makes the totals whole. */
+  *weighted_total = counts[1] + counts[2] + counts[3];
+  if (*weighted_total % 8 == 0) {
+    CHECK_INT(counts[1], ==, *weighted_total / 8);
+    CHECK_INT(counts[2], ==, *weighted_total / 4);
+  }
+  if ((rr[1] + rr[2] + rr[3]) % 3 == 0) {
+    CHECK_INT(rr[1], ==, rr[2]);
+    CHECK_INT(rr[2], ==, rr[3]);
+  }
+  *lowest = low;
+}
+
 /* Two clients on two followers, interleaving: one global sequence. */
 static void global_sequence_body(void) {
   char err[256], w[64];
@@ -784,6 +870,16 @@ static void global_sequence_body(void) {
       CHECK_INT(again, ==, after - 1);
     }
   }
+  /* Pipelined through a follower, 996 mixed routes in one write: their
+     weighted decisions come to 968 (121 whole cycles of 1:2:5), their
+     round-robin ones to 120 (40 of 3). */
+  {
+    int total;
+    int64_t low;
+    route_burst(a, 996, &low, &total);
+    CHECK(low > 0);
+    CHECK_INT(total, ==, 968);
+  }
   dsp_client_free(a);
   dsp_client_free(b);
 }
@@ -818,6 +914,16 @@ static void loop_through_failover(int sig) {
     old = e;
   }
   th_signal(pids[0], sig);
+  /* A pipelined burst while the coordinator is gone: held by the follower
+     (gathered into batches), then decided by the new coordinator, which
+     may be that very member. */
+  {
+    int total;
+    int64_t low;
+    route_burst(c[0], 996, &low, &total);
+    CHECK(low > old);
+    CHECK_INT(total, ==, 968);
+  }
   end = th_now_ms() + 60000;
   /* Until 300 decisions of the new coordinator have come back. */
   while (after < 300 && th_now_ms() < end) {

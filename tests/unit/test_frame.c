@@ -1,8 +1,12 @@
 /*
  * test_frame.c: the frame decoder on whole, split, concatenated, empty and
- * hostile input.
+ * hostile input; the hand-rolled wire helpers (peek, route batches) against
+ * protobuf-c.
  */
+#include <string.h>
+
 #include "frame.h"
+#include "rpc.h"
 #include "test.h"
 
 static void put(dsp_framer *f, uint32_t len, const char *body) {
@@ -177,6 +181,132 @@ static void test_peek(void) {
   CHECK_INT(dsp_pb_peek(long_len, sizeof(long_len), &e), ==, -1);
 }
 
+/* Which Requests a follower may gather into a batch. */
+static void test_route_single(void) {
+  const uint8_t *r = NULL;
+  size_t rl = 0;
+  /* id=7, route{strategy="rr"} */
+  static const uint8_t plain[] = {0x08, 0x07, 0x12, 0x04, 0x0a, 0x02, 'r', 'r'};
+  /* route{count=1, key="k"}, id=9 (id after the body) */
+  static const uint8_t count1[] = {0x12, 0x05, 0x18, 0x01, 0x12, 0x01, 'k', 0x08, 0x09};
+  static const uint8_t empty_route[] = {0x12, 0x00};                     /* no id at all */
+  static const uint8_t count3[] = {0x08, 0x01, 0x12, 0x02, 0x18, 0x03}; /* three wanted */
+  static const uint8_t count3then1[] = {0x08, 0x01, 0x12, 0x04, 0x18, 0x03, 0x18, 0x01};
+  static const uint8_t token[] = {0x08, 0x01, 0x12, 0x00, 0x78, 0x05};  /* client_token */
+  static const uint8_t origin[] = {0x08, 0x01, 0x12, 0x00, 0x70, 0x05}; /* forwarded */
+  static const uint8_t two_routes[] = {0x12, 0x00, 0x12, 0x00};
+  static const uint8_t report[] = {0x08, 0x01, 0x1a, 0x00};
+  static const uint8_t no_body[] = {0x08, 0x01};
+  static const uint8_t bad_count[] = {0x12, 0x02, 0x1a, 0x00};          /* count as bytes */
+  static const uint8_t cut[] = {0x08, 0x01, 0x12, 0x04, 0x0a, 0x02, 'r'};
+  uint8_t big[300];
+  CHECK_INT(dsp_pb_route_single(plain, sizeof(plain), &r, &rl), ==, 1);
+  CHECK(r == plain + 4 && rl == 4);
+  CHECK_INT(dsp_pb_route_single(count1, sizeof(count1), &r, &rl), ==, 1);
+  CHECK(r == count1 + 2 && rl == 5);
+  CHECK_INT(dsp_pb_route_single(empty_route, sizeof(empty_route), &r, &rl), ==, 1);
+  CHECK_INT(rl, ==, 0);
+  CHECK_INT(dsp_pb_route_single(count3then1, sizeof(count3then1), &r, &rl), ==, 1);
+  CHECK_INT(dsp_pb_route_single(count3, sizeof(count3), &r, &rl), ==, 0);
+  CHECK_INT(dsp_pb_route_single(token, sizeof(token), &r, &rl), ==, 0);
+  CHECK_INT(dsp_pb_route_single(origin, sizeof(origin), &r, &rl), ==, 0);
+  CHECK_INT(dsp_pb_route_single(two_routes, sizeof(two_routes), &r, &rl), ==, 0);
+  CHECK_INT(dsp_pb_route_single(report, sizeof(report), &r, &rl), ==, 0);
+  CHECK_INT(dsp_pb_route_single(no_body, sizeof(no_body), &r, &rl), ==, 0);
+  CHECK_INT(dsp_pb_route_single(bad_count, sizeof(bad_count), &r, &rl), ==, 0);
+  CHECK_INT(dsp_pb_route_single(cut, sizeof(cut), &r, &rl), ==, 0);
+  /* A RouteRequest over DSP_ROUTE_SUB_MAX (a long key) goes alone. */
+  memset(big, 'k', sizeof(big));
+  big[0] = 0x12;
+  big[1] = 0x80 | ((DSP_ROUTE_SUB_MAX + 1) & 0x7f);
+  big[2] = (DSP_ROUTE_SUB_MAX + 1) >> 7;
+  big[3] = 0x12; /* key, of the rest */
+  big[4] = 0x80 | ((DSP_ROUTE_SUB_MAX - 2) & 0x7f);
+  big[5] = (DSP_ROUTE_SUB_MAX - 2) >> 7;
+  CHECK_INT(dsp_pb_route_single(big, 3 + DSP_ROUTE_SUB_MAX + 1, &r, &rl), ==, 0);
+  big[1] = 0x80 | (DSP_ROUTE_SUB_MAX & 0x7f);
+  big[2] = DSP_ROUTE_SUB_MAX >> 7;
+  big[4] = 0x80 | ((DSP_ROUTE_SUB_MAX - 3) & 0x7f);
+  big[5] = (DSP_ROUTE_SUB_MAX - 3) >> 7;
+  CHECK_INT(dsp_pb_route_single(big, 3 + DSP_ROUTE_SUB_MAX, &r, &rl), ==, 1);
+  CHECK_INT(rl, ==, DSP_ROUTE_SUB_MAX);
+}
+
+/* A batch decodes, with protobuf-c, to the client's Route with our count
+   and id, marked forwarded; a reply splits into one-decision replies. */
+static void test_route_batch(void) {
+  static const uint8_t req[] = {0x08, 0x07, 0x12, 0x08, 0x0a, 0x03, 'r', 'r', 'x',
+                                0x12, 0x01, 'k'};
+  uint8_t out[DSP_ROUTE_BATCH_FRAME_MAX(DSP_ROUTE_SUB_MAX)];
+  const uint8_t *r = NULL;
+  size_t rl = 0, n;
+  dsp_pb_request *q;
+  CHECK_INT(dsp_pb_route_single(req, sizeof(req), &r, &rl), ==, 1);
+  n = dsp_pb_route_batch(out, r, rl, 128, (1ULL << 40) + 3);
+  CHECK(n <= DSP_ROUTE_BATCH_FRAME_MAX(rl));
+  CHECK(out[0] == 0 && out[1] == 0 && out[2] == 0 && out[3] == n - DSP_FRAME_HEADER);
+  q = dispatcher__v1__request__unpack(NULL, n - DSP_FRAME_HEADER, out + DSP_FRAME_HEADER);
+  CHECK(q != NULL);
+  CHECK(q->id == (1ULL << 40) + 3 && q->origin_id == q->id && q->client_token == 0);
+  CHECK_INT(q->body_case, ==, DSP_PB(REQUEST__BODY_ROUTE));
+  CHECK_STR(q->route->strategy, "rrx");
+  CHECK(q->route->key.len == 1 && q->route->key.data[0] == 'k');
+  CHECK_INT(q->route->count, ==, 128);
+  dispatcher__v1__request__free_unpacked(q, NULL);
+
+  {
+    /* A coordinator's reply to a batch of three. */
+    Dispatcher__V1__Decision d[3];
+    Dispatcher__V1__Decision *dp[3];
+    Dispatcher__V1__RouteReply rr = DISPATCHER__V1__ROUTE_REPLY__INIT;
+    dsp_pb_response resp = DISPATCHER__V1__RESPONSE__INIT, *one;
+    static const char *names[3] = {"w1", "w2", "a-much-longer-worker-name"};
+    uint8_t wire[512], mine[DSP_ROUTE_REPLY_MAX(128)];
+    size_t len, off = 0, declen = 0, route_off;
+    const uint8_t *dec = NULL;
+    uint64_t v;
+    for (int i = 0; i < 3; i++) {
+      dispatcher__v1__decision__init(&d[i]);
+      d[i].worker = (char *)names[i];
+      d[i].addr = "127.0.0.1:9000";
+      dp[i] = &d[i];
+    }
+    rr.n_decisions = 3;
+    rr.decisions = dp;
+    resp.id = 55;
+    resp.epoch = 300;
+    resp.body_case = DSP_PB(RESPONSE__BODY_ROUTE);
+    resp.route = &rr;
+    len = dispatcher__v1__response__pack(&resp, wire);
+    /* The RouteReply's bytes: field 4, after id and epoch. */
+    route_off = 0;
+    CHECK(wire[route_off++] == 0x08);
+    CHECK_INT(dsp_varint_get(wire, len, &route_off, &v), ==, 0);
+    CHECK(wire[route_off++] == 0x10);
+    CHECK_INT(dsp_varint_get(wire, len, &route_off, &v), ==, 0);
+    CHECK(wire[route_off++] == 0x22);
+    CHECK_INT(dsp_varint_get(wire, len, &route_off, &v), ==, 0);
+    CHECK(route_off + v == len);
+    for (int i = 0; i < 3; i++) {
+      CHECK_INT(dsp_pb_next_decision(wire + route_off, v, &off, &dec, &declen), ==, 1);
+      CHECK(declen <= 128);
+      n = dsp_pb_route_reply(mine, 1000 + (uint64_t)i, 300, dec, declen);
+      CHECK(n <= DSP_ROUTE_REPLY_MAX(declen));
+      one = dispatcher__v1__response__unpack(NULL, n, mine);
+      CHECK(one != NULL);
+      CHECK(one->id == 1000 + (uint64_t)i && one->epoch == 300);
+      CHECK_INT(one->body_case, ==, DSP_PB(RESPONSE__BODY_ROUTE));
+      CHECK_INT(one->route->n_decisions, ==, 1);
+      CHECK_STR(one->route->decisions[0]->worker, names[i]);
+      CHECK_STR(one->route->decisions[0]->addr, "127.0.0.1:9000");
+      dispatcher__v1__response__free_unpacked(one, NULL);
+    }
+    CHECK_INT(dsp_pb_next_decision(wire + route_off, v, &off, &dec, &declen), ==, 0);
+    off = 0; /* cut short: malformed, never a read past the end */
+    CHECK_INT(dsp_pb_next_decision(wire + route_off, 3, &off, &dec, &declen), ==, -1);
+  }
+}
+
 static void test_varints(void) {
   static const uint64_t vals[] = {0, 1, 127, 128, 300, 16383, 16384, 1ULL << 35,
                                   (1ULL << 63) + 5, UINT64_MAX};
@@ -207,6 +337,7 @@ static const test_entry tests[] = {
     TEST(test_byte_by_byte),             TEST(test_limit_boundary),
     TEST(test_huge_length_rejected_early), TEST(test_half_frame_waits),
     TEST(test_reserve_grows_for_large_frame),
+    TEST(test_route_single),             TEST(test_route_batch),
 };
 
 TEST_MAIN(tests)
