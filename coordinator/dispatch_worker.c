@@ -34,7 +34,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/resource.h>
 #include <uv.h>
 
 #include "log.h"
@@ -105,6 +104,7 @@ static struct {
   uint32_t nids;
   uint32_t default_delay;
   uint64_t requests, health_requests;
+  uint32_t hanging, hanging_peak; /* connections holding a hung request */
   int quiet;
   int stopping;
   conn *conns;
@@ -382,6 +382,7 @@ static void stop_all(const char *why);
 static void conn_close(conn *c) {
   if (c->closing) return;
   c->closing = 1;
+  if (c->state == ST_HUNG) srv.hanging--;
   if (c->prev) c->prev->next = c->next;
   else srv.conns = c->next;
   if (c->next) c->next->prev = c->prev;
@@ -539,10 +540,11 @@ static void answer_stats(conn *c, uint32_t id, conn_hdr hdr) {
     }
     n = snprintf(body, sizeof(body),
                  "{\"name\":\"%s\",\"identities\":%u,\"requests\":%llu,"
-                 "\"health_requests\":%llu,\"min_health\":%llu,\"max_health\":%llu}\n",
+                 "\"health_requests\":%llu,\"min_health\":%llu,\"max_health\":%llu,"
+                 "\"hanging\":%u,\"hanging_peak\":%u}\n",
                  srv.name, (unsigned)srv.nids, (unsigned long long)srv.requests,
                  (unsigned long long)srv.health_requests, (unsigned long long)mn,
-                 (unsigned long long)mx);
+                 (unsigned long long)mx, (unsigned)srv.hanging, (unsigned)srv.hanging_peak);
   } else {
     ident_name(id, name, sizeof(name));
     n = snprintf(body, sizeof(body), "{\"name\":\"%s\",\"health_requests\":%llu,\"mode\":\"%s\"}\n",
@@ -643,6 +645,7 @@ static void answer(conn *c, const http_req *r) {
     }
     case MODE_HANG:
       c->state = ST_HUNG;
+      if (++srv.hanging > srv.hanging_peak) srv.hanging_peak = srv.hanging;
       break;
     case MODE_SLOW:
       c->state = ST_SLOW;
@@ -847,7 +850,9 @@ static void usage(FILE *out) {
 "                       at once, 200 'mode MODE'. exit stops the process.\n"
 "  /stats               JSON: name, identities, requests (all parsed requests),\n"
 "                       health_requests, min_health and max_health over the N\n"
-"                       identities (the default one when N is 0);\n"
+"                       identities (the default one when N is 0), hanging\n"
+"                       (requests held unanswered now) and hanging_peak (most\n"
+"                       at once);\n"
 "                       /w/i/stats: name, health_requests, mode\n"
 "\n"
 "Signals: SIGUSR1 sets every identity to fail, SIGUSR2 to hang, SIGHUP to ok;\n"
@@ -876,15 +881,6 @@ static int parse_listen(const char *s, char *host, size_t hostlen, int *port) {
     return 0;
   }
   return dsp_parse_hostport(tmp, host, hostlen, port);
-}
-
-/* The benchmark holds thousands of connections in one process. */
-static void raise_fd_limit(void) {
-  struct rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    (void)setrlimit(RLIMIT_NOFILE, &rl);
-  }
 }
 
 int main(int argc, char **argv) {
@@ -956,7 +952,7 @@ int main(int argc, char **argv) {
 
   dsp_log_init("dispatch-worker", srv.name);
   signal(SIGPIPE, SIG_IGN);
-  raise_fd_limit();
+  dsp_raise_nofile(); /* the benchmark holds thousands of connections */
   srv.ids = calloc((size_t)srv.nids + 1, sizeof(*srv.ids));
   if (srv.ids == NULL) {
     DSP_ERROR("out of memory for %u identities", (unsigned)srv.nids);

@@ -294,6 +294,7 @@ int main(int argc, char **argv) {
   dsp_log_set_level(level);
   dsp_zkloop_set_client_log(level == DSP_LOG_DEBUG);
   signal(SIGPIPE, SIG_IGN);
+  dsp_raise_nofile(); /* RPC clients, and up to 1024 probes in flight */
 
   loop = uv_default_loop();
   memset(&scfg, 0, sizeof(scfg));

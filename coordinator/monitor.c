@@ -14,7 +14,17 @@
  * queue is not empty the loop polls without blocking between batches, so
  * RPC reads come first and a Route waits behind one small batch at most.
  * A batch is 1 + queued / PACE_SHARE: when the loop is busy the queue
- * grows until the batches keep up, never a round behind. Entries hang off the
+ * grows until the batches keep up, never a round behind.
+ *
+ * At most MAX_INFLIGHT probes run at once; past that, due probes wait in
+ * the queue, not yet started (their timeout starts with them). The cap is
+ * there for curl: to start a transfer it looks for an idle connection by
+ * walking the connections it has to that host:port, busy ones included, so
+ * thousands in flight to one host (many identities behind one agent, as in
+ * the benchmark) make every start cost thousands of steps. Without the cap
+ * a few seconds' stall (SIGSTOP, a swapped-out VM) left thousands in flight,
+ * every start slow, probes later and later: a loop at 100% CPU that never
+ * recovered. Entries hang off the
  * table through dsp_balance_set_data(), so a Report finds its worker's
  * health without a second lookup.
  *
@@ -44,6 +54,8 @@
 #define FIRST_PROBE_SPREAD_MS 250
 /* Each loop turn starts 1 + (due probes waiting) / PACE_SHARE of them. */
 #define PACE_SHARE 8
+/* Probes in flight at most (see the top of the file). */
+#define MAX_INFLIGHT 1024
 
 typedef struct entry {
   struct entry *prev, *next; /* the monitor's live entries */
@@ -81,6 +93,7 @@ struct dsp_monitor {
   uv_idle_t pacer;         /* active while due probes wait */
   entry *q_head, *q_tail;  /* due probes, oldest first */
   size_t nqueued;
+  size_t inflight;         /* probes started, not yet done or cancelled */
   dsp_member *member;
   dsp_prober *prober;
   dsp_balance *table;      /* while coordinator */
@@ -295,10 +308,21 @@ static void on_tick(uv_timer_t *t) {
 
 static void on_probe_due(uv_timer_t *t);
 
+static void on_pace(uv_idle_t *h);
+
+/* e's probe is over (done or cancelled): its place goes to the queue. */
+static void probe_over(entry *e) {
+  dsp_monitor *m = e->m;
+  if (!e->probing) return;
+  e->probing = 0;
+  m->inflight--;
+  if (m->nqueued > 0 && !m->closing) uv_idle_start(&m->pacer, on_pace); /* no-op if running */
+}
+
 static void on_probe_done(void *arg, const dsp_probe_result *r) {
   entry *e = arg;
   uint64_t now = dsp_now_ms();
-  e->probing = 0;
+  probe_over(e);
   if (!r->ok)
     e->failures[r->kind > 0 && r->kind < DSP_MONITOR_KINDS ? r->kind : DSP_PROBE_OTHER]++;
   dsp_health_probe_result(&e->h, r->ok, r->reason, r->latency_us, now);
@@ -321,6 +345,7 @@ static void probe_now(entry *e) {
   rc = dsp_probe_start(m->prober, e->token, &spec, on_probe_done, e);
   if (rc == 0) {
     e->probing = 1;
+    m->inflight++;
   } else {
     /* Counted like any failed probe. */
     dsp_probe_result r;
@@ -349,6 +374,11 @@ static void unqueue(entry *e) {
 static void on_pace(uv_idle_t *h) {
   dsp_monitor *m = DSP_CONTAINER_OF(h, dsp_monitor, pacer);
   size_t n = 1 + m->nqueued / PACE_SHARE;
+  if (m->inflight >= MAX_INFLIGHT) {
+    uv_idle_stop(&m->pacer); /* probe_over() starts it again */
+    return;
+  }
+  if (n > MAX_INFLIGHT - m->inflight) n = MAX_INFLIGHT - m->inflight;
   while (n-- > 0 && m->q_head != NULL) {
     entry *e = m->q_head;
     unqueue(e);
@@ -403,7 +433,7 @@ static void schedule_first_probe(entry *e, uint64_t now) {
   unqueue(e);
   if (e->probing) {
     dsp_probe_cancel(m->prober, e->token);
-    e->probing = 0;
+    probe_over(e);
   }
   if (s->check[0] == '\0') {
     uv_timer_stop(&e->probe_timer);
@@ -447,7 +477,7 @@ static void entry_drop(entry *e) {
   dsp_monitor *m = e->m;
   unqueue(e);
   if (e->probing) dsp_probe_cancel(m->prober, e->token);
-  e->probing = 0;
+  probe_over(e);
   if (e->prev) e->prev->next = e->next;
   else m->entries = e->next;
   if (e->next) e->next->prev = e->prev;

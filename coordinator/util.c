@@ -1,5 +1,5 @@
 /*
- * util.c: see util.h. Nothing here allocates or does I/O.
+ * util.c: see util.h. Nothing here allocates or does I/O (setrlimit aside).
  */
 #include "util.h"
 
@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 uint64_t dsp_now_ms(void) {
@@ -74,4 +75,12 @@ int dsp_fmt(char *buf, size_t len, const char *fmt, ...) {
   n = vsnprintf(buf, len, fmt, ap);
   va_end(ap);
   return (n < 0 || (size_t)n >= len) ? -1 : 0;
+}
+
+void dsp_raise_nofile(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    (void)setrlimit(RLIMIT_NOFILE, &rl);
+  }
 }

@@ -39,6 +39,11 @@ int dsp_parse_int(const char *s, long long min, long long max, long long *out);
 int dsp_fmt(char *buf, size_t len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Raise the soft limit on open files to the hard one (as nginx's
+   worker_rlimit_nofile and Redis do): a coordinator probing thousands of
+   workers, or a worker standing in for them, holds that many sockets. */
+void dsp_raise_nofile(void);
+
 #define DSP_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define DSP_CONTAINER_OF(ptr, type, field) \
   ((type *)((char *)(ptr) - offsetof(type, field)))

@@ -40,8 +40,12 @@ DSP_ZK_PORT=$(port)
 DSP_BASE_PORT=$(($(port) / 10 * 10))
 redis_port=$(port)
 cleanup() {
+  local pid
   "$root/scripts/cluster.sh" down >/dev/null 2>&1 || true
-  [[ -f $work/redis.pid ]] && kill "$(cat "$work/redis.pid")" 2>/dev/null || true
+  if [[ -f $work/redis.pid ]] && pid=$(cat "$work/redis.pid") && kill "$pid" 2>/dev/null; then
+    # It writes its log and removes its pid file on the way out.
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT

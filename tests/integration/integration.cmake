@@ -55,4 +55,4 @@ add_executable(test_checks tests/integration/test_checks.c)
 target_link_libraries(test_checks PRIVATE dsp_harness dsp_rpc)
 add_dependencies(test_checks dispatcherd dispatchctl dispatch-worker)
 dsp_scenarios(test_checks health killed_and_recovered hanging_worker heartbeat passive
-  dead_then_failover bad_settings rejoin_after_failover big_forward)
+  dead_then_failover bad_settings rejoin_after_failover big_forward inflight_cap)

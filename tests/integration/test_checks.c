@@ -118,8 +118,8 @@ static void stop(void) {
 
 /* ---- HTTP: a dispatch-worker's own counters --------------------------------- */
 
-/* GET /stats from the worker on `port`: its health_requests, or -1. */
-static long health_requests(int port) {
+/* GET /stats from the worker on `port`: the number `field`, or -1. */
+static long worker_stat(int port, const char *field) {
   struct sockaddr_in sa;
   char buf[2048], *p;
   const char req[] = "GET /stats HTTP/1.0\r\n\r\n";
@@ -139,9 +139,15 @@ static long health_requests(int port) {
     got += n;
   close(fd);
   buf[got] = '\0';
-  p = strstr(buf, "\"health_requests\":");
-  return p ? strtol(p + 18, NULL, 10) : -1;
+  {
+    char key[64];
+    snprintf(key, sizeof(key), "\"%s\":", field);
+    p = strstr(buf, key);
+    return p ? strtol(p + strlen(key), NULL, 10) : -1;
+  }
 }
+
+static long health_requests(int port) { return worker_stat(port, "health_requests"); }
 
 /* ---- RPC helpers ----------------------------------------------------------- */
 
@@ -839,10 +845,72 @@ static void test_big_forward(void) {
   stop();
 }
 
+/*
+ * More hanging workers than probes may run at once (MAX_INFLIGHT in
+ * monitor.c: 1024), all behind one host:port as identities of one
+ * dispatch-worker: the worker never holds more than about that many probes
+ * at a time, and every identity still gets its probes (the rest wait their
+ * turn in the queue). Without the cap all of them would hang at once.
+ */
+#define CAP_WORKERS 1200
+#define CAP 1024
+static void test_inflight_cap(void) {
+  char listen[32], wlog[512], ids[16], path[128], data[256];
+  char *argv[] = {(char *)th_bin("dispatch-worker"), "--listen", listen, "--identities", ids,
+                  "--mode", "hang", "--quiet", NULL};
+  int port;
+  pid_t wpid;
+  zkc *z;
+  long peak;
+  uint64_t end;
+  if (start() != 0) {
+    stop();
+    CHECK(!"cluster started");
+    return;
+  }
+  port = th_free_port();
+  snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+  snprintf(ids, sizeof(ids), "%d", CAP_WORKERS);
+  snprintf(wlog, sizeof(wlog), "%s/cap-worker.log", zk->dir);
+  wpid = th_spawn(wlog, argv);
+  CHECK(th_wait_log(wlog, "listening on", 0, 10000));
+  z = zkc_connect(zk->connect, 20000);
+  CHECK(z != NULL);
+  /* Written as a person would with zkCli: long timeouts, so that hung
+     probes pile up. */
+  {
+    int rc = zkc_create(z, "/dispatcher/health/workers", "");
+    CHECK(rc == ZOK || rc == ZNODEEXISTS);
+  }
+  for (int i = 0; i < CAP_WORKERS; i++) {
+    snprintf(path, sizeof(path), "/dispatcher/health/workers/cap%d", i);
+    snprintf(data, sizeof(data),
+             "{\"addr\":\"10.77.%d.%d:80\",\"weight\":1,"
+             "\"check\":\"http://127.0.0.1:%d/w/%d/health\",\"interval_ms\":3000,"
+             "\"timeout_ms\":2000}",
+             i / 250, i % 250 + 1, port, i);
+    CHECK_INT(zkc_create(z, path, data), ==, ZOK);
+  }
+  zkc_close(z);
+  /* Every identity probed twice: those over the cap got their turn too. */
+  end = th_now_ms() + 60000;
+  while (worker_stat(port, "min_health") < 2 && th_now_ms() < end) th_sleep_ms(200);
+  CHECK(worker_stat(port, "min_health") >= 2);
+  peak = worker_stat(port, "hanging_peak");
+  printf("%d hanging workers: at most %ld probes hung at once\n", CAP_WORKERS, peak);
+  /* The cap, give or take the closes of timed-out probes that the worker
+     has not read yet when their successors arrive. */
+  CHECK(peak >= CAP - 24);
+  CHECK(peak <= CAP + 24);
+  th_signal(wpid, SIGTERM);
+  th_wait_exit(wpid, 10000);
+  stop();
+}
+
 static const test_entry tests[] = {
     TEST(test_killed_and_recovered), TEST(test_hanging_worker), TEST(test_heartbeat),
     TEST(test_passive),              TEST(test_dead_then_failover), TEST(test_bad_settings),
-    TEST(test_rejoin_after_failover), TEST(test_big_forward),
+    TEST(test_rejoin_after_failover), TEST(test_big_forward),  TEST(test_inflight_cap),
 };
 
 TEST_MAIN(tests)

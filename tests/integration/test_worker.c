@@ -383,6 +383,16 @@ static void test_hang(void) {
     close(fd);
     CHECK(0);
   }
+  /* Hanging now: fd's; at most: fd's and the one curl gave up on. */
+  {
+    char body[512];
+    CHECK_INT(get("/stats", body, sizeof(body)), ==, 200);
+    if (strstr(body, "\"hanging\":1,\"hanging_peak\":2}") == NULL) {
+      fprintf(stderr, "stats: %s", body);
+      close(fd);
+      CHECK(0);
+    }
+  }
   /* Control still answers at once; a hung request stays hung. */
   CHECK(says("/control/hang", 200, "mode hang\n"));
   CHECK(request_on(NULL, "GET", "/health", 300, NULL, 0) == -1);
@@ -585,7 +595,7 @@ static void test_stats(void) {
   /* 7 before, and this one. */
   CHECK(says("/stats", 200,
              "{\"name\":\"st\",\"identities\":4,\"requests\":8,\"health_requests\":6,"
-             "\"min_health\":0,\"max_health\":3}\n"));
+             "\"min_health\":0,\"max_health\":3,\"hanging\":0,\"hanging_peak\":0}\n"));
   CHECK(says("/w/0/stats", 200, "{\"name\":\"st-0\",\"health_requests\":3,\"mode\":\"ok\"}\n"));
   CHECK(says("/w/3/control/fail", 200, "mode fail\n"));
   CHECK(says("/w/3/stats", 200, "{\"name\":\"st-3\",\"health_requests\":0,\"mode\":\"fail\"}\n"));
@@ -593,7 +603,7 @@ static void test_stats(void) {
   CHECK(says("/w/2/health", 200, "ok st-2\n"));
   CHECK(says("/stats", 200,
              "{\"name\":\"st\",\"identities\":4,\"requests\":14,\"health_requests\":8,"
-             "\"min_health\":1,\"max_health\":3}\n"));
+             "\"min_health\":1,\"max_health\":3,\"hanging\":0,\"hanging_peak\":0}\n"));
   CHECK(stop());
   /* Without --identities, min and max are the default identity's. */
   CHECK(start(none) == 0);
@@ -601,7 +611,7 @@ static void test_stats(void) {
   CHECK(says("/health", 200, "ok solo\n"));
   CHECK(says("/stats", 200,
              "{\"name\":\"solo\",\"identities\":0,\"requests\":3,\"health_requests\":2,"
-             "\"min_health\":2,\"max_health\":2}\n"));
+             "\"min_health\":2,\"max_health\":2,\"hanging\":0,\"hanging_peak\":0}\n"));
   CHECK_INT(get("/w/0/health", NULL, 0), ==, 404);
   CHECK(stop());
 }
@@ -715,7 +725,7 @@ static void test_many(void) {
   CHECK_INT(got, ==, nconn);
   CHECK_INT(get("/stats", body, sizeof(body)), ==, 200);
   if (strstr(body, "\"identities\":10000,") == NULL || strstr(body, "\"min_health\":1,") == NULL ||
-      strstr(body, "\"max_health\":2}") == NULL || strstr(body, "\"health_requests\":10200,") == NULL) {
+      strstr(body, "\"max_health\":2,") == NULL || strstr(body, "\"health_requests\":10200,") == NULL) {
     fprintf(stderr, "stats: %s", body);
     CHECK(0);
   }
