@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # bench-health.sh: the health-check benchmark, in one run.
 #
-#   scripts/bench-health.sh [-d SECONDS] [-n WORKERS] [-j JITTER_PCT]
-#                                        (defaults 10 s, 10000 workers, 0%)
+#   scripts/bench-health.sh [-d SECONDS] [-n WORKERS] [-j JITTER_PCT] [-r ROUNDS]
+#                              (defaults 10 s, 10000 workers, 0%, 3 rounds)
 #
 # Starts a private ZooKeeper (temp dir, free ports), one dispatch-worker
 # playing every worker (--identities N --quiet) and one dispatcherd member,
@@ -18,6 +18,10 @@
 #      the probes each identity received per window;
 #   C. sets 5 workers to fail and routes until they are gone, timing each
 #      from its death to its last appearance in a routing decision.
+# A and B run in turn, ROUNDS times each (A B A B A B), and the routing
+# figures are compared by their medians over the rounds: the machine drifts
+# by 10-15% over a minute, more than one pair of windows can separate from
+# the effect of probing.
 # Prints one table with the targets: probe rate >= N/s (less three standard
 # deviations of the counting noise at the window's edges), every identity
 # probed every interval (min per window >= window/interval - 1), route p99
@@ -29,12 +33,14 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 secs=10
 workers=10000
+rounds=3
 interval=1000 timeout=500 fall=3 jitter=0
 while (($#)); do
   case $1 in
     -d) secs=${2:?-d needs seconds}; shift 2 ;;
     -n) workers=${2:?-n needs a count}; shift 2 ;;
     -j) jitter=${2:?-j needs a percentage}; shift 2 ;;
+    -r) rounds=${2:?-r needs a count}; shift 2 ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "bench-health.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
@@ -101,7 +107,7 @@ done
 
 rc=0
 "$build/bin/bench-health" -s "127.0.0.1:$member_port" -w "127.0.0.1:$worker_port" \
-  -n "$workers" -d "$secs" --pid "$coord_pid" --worker-pid "$worker_pid" \
+  -n "$workers" -d "$secs" -r "$rounds" --pid "$coord_pid" --worker-pid "$worker_pid" \
   --interval "$interval" --timeout "$timeout" --fall "$fall" --jitter "$jitter" || rc=$?
 kill -0 "$coord_pid" 2>/dev/null || { echo "bench-health.sh: dispatcherd died; its log:" >&2; rc=1; }
 if ((rc != 0)) && [[ -s $work/d1.log ]]; then
