@@ -3,8 +3,10 @@
  *
  * Per worker: an entry with its dsp_health, a probe timer (a fixed cadence
  * on absolute times, each worker with its own phase: see on_probe_due)
- * and a tick timer for what
- * expires by itself (heartbeats, passive ejection).
+ * and a tick timer for what expires by itself (heartbeats, passive
+ * ejection). The probe timers are nodes of one timing wheel (wheel.h)
+ * driven by one uv_timer: as 10,000 uv_timers they made every timer
+ * operation in the process, curl's included, a walk down a 10,000-node heap.
  *
  * Pacing: a due probe is not started by its timer but queued, and an idle
  * handle starts the queue a few at a time, one batch per loop turn. libuv's
@@ -28,7 +30,7 @@
  * table through dsp_balance_set_data(), so a Report finds its worker's
  * health without a second lookup.
  *
- * Lifetimes: an entry is referenced by its two timer handles and by a
+ * Lifetimes: an entry is referenced by its tick timer handle and by a
  * record write in flight; it is freed when the last of them lets go.
  * ZooKeeper answers carry the follow() generation that asked; older ones
  * are dropped.
@@ -47,6 +49,7 @@
 #include "log.h"
 #include "probe.h"
 #include "util.h"
+#include "wheel.h"
 
 #define PATH_LEN 512
 /* A worker not known to be up is first probed within this (spread, so a
@@ -62,8 +65,9 @@ typedef struct entry {
   dsp_monitor *m;
   dsp_worker_id id;
   uint64_t token;          /* names its probes */
-  uv_timer_t probe_timer, tick_timer;
-  int refs;                /* open handles + record writes in flight */
+  dsp_wheel_node probe;     /* its next round, on the monitor's wheel */
+  uv_timer_t tick_timer;
+  int refs;                /* open handle + record writes in flight */
   int probing;             /* a probe in flight */
   int queued;              /* due, waiting in the pacer's FIFO */
   struct entry *q_prev, *q_next;
@@ -91,6 +95,9 @@ typedef struct {
 struct dsp_monitor {
   uv_loop_t *loop;
   uv_idle_t pacer;         /* active while due probes wait */
+  dsp_wheel wheel;         /* every entry's next round */
+  uv_timer_t wheel_timer;  /* set for dsp_wheel_next() */
+  uint64_t wheel_armed;    /* when it fires; UINT64_MAX: stopped */
   entry *q_head, *q_tail;  /* due probes, oldest first */
   size_t nqueued;
   size_t inflight;         /* probes started, not yet done or cancelled */
@@ -306,7 +313,7 @@ static void on_tick(uv_timer_t *t) {
 
 /* ---- probes --------------------------------------------------------------------- */
 
-static void on_probe_due(uv_timer_t *t);
+static void on_probe_due(entry *e);
 
 static void on_pace(uv_idle_t *h);
 
@@ -398,8 +405,7 @@ static void enqueue(entry *e) {
   if (m->nqueued++ == 0) uv_idle_start(&m->pacer, on_pace);
 }
 
-static void on_probe_due(uv_timer_t *t) {
-  entry *e = DSP_CONTAINER_OF(t, entry, probe_timer);
+static void on_probe_due(entry *e) {
   dsp_monitor *m = e->m;
   const dsp_health_settings *s = &e->h.settings;
   uint64_t now = uv_now(m->loop), delay;
@@ -419,9 +425,32 @@ static void on_probe_due(uv_timer_t *t) {
     uint64_t rounds = (now - e->due) / s->interval_ms + 1;
     e->due += rounds * s->interval_ms;
   }
-  uv_timer_start(&e->probe_timer, on_probe_due, e->due > now ? e->due - now : 0, 0);
+  dsp_wheel_add(&m->wheel, &e->probe, e->due);
   /* The last one still runs or waits (a stalled loop): skip this round. */
   if (!e->probing) enqueue(e);
+}
+
+static void on_wheel(uv_timer_t *t);
+
+/* Set the wheel's timer for its next slot with a node. */
+static void wheel_arm(dsp_monitor *m) {
+  uint64_t next = dsp_wheel_next(&m->wheel), now = uv_now(m->loop);
+  if (next == m->wheel_armed || m->closing) return;
+  m->wheel_armed = next;
+  if (next == UINT64_MAX)
+    uv_timer_stop(&m->wheel_timer);
+  else
+    uv_timer_start(&m->wheel_timer, on_wheel, next > now ? next - now : 0, 0);
+}
+
+static void on_wheel(uv_timer_t *t) {
+  dsp_monitor *m = DSP_CONTAINER_OF(t, dsp_monitor, wheel_timer);
+  uint64_t now = uv_now(m->loop);
+  dsp_wheel_node *n;
+  m->wheel_armed = UINT64_MAX;
+  while ((n = dsp_wheel_expire(&m->wheel, now)) != NULL)
+    on_probe_due(DSP_CONTAINER_OF(n, entry, probe));
+  wheel_arm(m);
 }
 
 /* (Re)start probing: first probe soon if the worker is not known up, within
@@ -435,16 +464,15 @@ static void schedule_first_probe(entry *e, uint64_t now) {
     dsp_probe_cancel(m->prober, e->token);
     probe_over(e);
   }
-  if (s->check[0] == '\0') {
-    uv_timer_stop(&e->probe_timer);
-    return;
-  }
+  dsp_wheel_remove(&m->wheel, &e->probe);
+  if (s->check[0] == '\0') return;
   spread = dsp_health_eligible(&e->h, now) ? s->interval_ms
            : s->interval_ms < FIRST_PROBE_SPREAD_MS ? s->interval_ms
                                                      : FIRST_PROBE_SPREAD_MS;
   e->rephase = spread < s->interval_ms;
   e->due = uv_now(m->loop) + rand64(m) % (spread ? spread : 1);
-  uv_timer_start(&e->probe_timer, on_probe_due, e->due - uv_now(m->loop), 0);
+  dsp_wheel_add(&m->wheel, &e->probe, e->due);
+  wheel_arm(m);
 }
 
 /* ---- entries -------------------------------------------------------------------- */
@@ -484,7 +512,7 @@ static void entry_drop(entry *e) {
   e->prev = e->next = NULL;
   e->live = 0;
   if (m->table) dsp_balance_set_data(m->table, e->id, NULL);
-  uv_close((uv_handle_t *)&e->probe_timer, entry_closed);
+  dsp_wheel_remove(&m->wheel, &e->probe);
   uv_close((uv_handle_t *)&e->tick_timer, entry_closed);
 }
 
@@ -502,10 +530,9 @@ void dsp_monitor_added(dsp_monitor *m, dsp_worker_id id, const char *name,
   e->id = id;
   e->czxid = czxid;
   snprintf(e->name, sizeof(e->name), "%s", name);
-  uv_timer_init(m->loop, &e->probe_timer);
   uv_timer_init(m->loop, &e->tick_timer);
-  e->probe_timer.data = e->tick_timer.data = e;
-  e->refs = 2;
+  e->tick_timer.data = e;
+  e->refs = 1;
   e->live = 1;
   e->next = m->entries;
   if (m->entries) m->entries->prev = e;
@@ -702,6 +729,9 @@ dsp_monitor *dsp_monitor_new(uv_loop_t *loop, const char *cluster) {
     return NULL;
   }
   uv_idle_init(loop, &m->pacer);
+  uv_timer_init(loop, &m->wheel_timer);
+  dsp_wheel_init(&m->wheel, uv_now(loop));
+  m->wheel_armed = UINT64_MAX;
   if (getrandom(&m->rng, sizeof(m->rng), GRND_NONBLOCK) != (ssize_t)sizeof(m->rng) || !m->rng)
     m->rng = dsp_now_ms() | 1;
   snprintf(m->base, sizeof(m->base), "/dispatcher/%.128s", cluster);
@@ -759,6 +789,7 @@ void dsp_monitor_close(dsp_monitor *m) {
   m->closing = 1;
   dsp_monitor_follow(m, NULL, 0);
   uv_close((uv_handle_t *)&m->pacer, NULL); /* freed with m, after the loop ran out */
+  uv_close((uv_handle_t *)&m->wheel_timer, NULL);
   dsp_prober_close(m->prober, prober_closed, m);
 }
 

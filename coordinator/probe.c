@@ -15,6 +15,13 @@
  *    curl asks for different events. An event on a socket curl does not
  *    watch (the server closed an idle connection) stops its poll: curl
  *    finds the connection dead when it next looks.
+ *  - socket events are not handed to curl from the poll callback but
+ *    queued, and handed over from a uv_idle in the next loop turn, before it
+ *    polls again. libuv runs poll callbacks in epoll's order, and RPC
+ *    replies are written once per turn, after all of them (rpc_server.c):
+ *    a Route read in the same turn as a few probe replies would otherwise
+ *    wait for curl to finish those probes before its answer went out. The
+ *    idle handle keeps the loop from blocking while events wait.
  *  - curl's single timeout (CURLMOPT_TIMERFUNCTION) is one uv_timer: -1
  *    stops it, 0 fires it on the next loop turn (never a socket_action
  *    from inside curl's callback, which curl forbids).
@@ -81,7 +88,9 @@ typedef struct sock {
   int events;               /* UV_READABLE|UV_WRITABLE being polled; 0: stopped */
   int watched;              /* curl wants events (between its IN/OUT and REMOVE) */
   int owned;                /* opened by on_curl_open: curl closes it through us */
+  int pend_flags;           /* CURL_CSELECT_* waiting for curl (see on_later) */
   struct sock *prev, *next; /* owner's open polls */
+  struct sock *pend_prev, *pend_next; /* the owner's socks with events waiting */
 } sock;
 
 struct dsp_prober {
@@ -89,6 +98,8 @@ struct dsp_prober {
   CURLM *multi;
   CURLU *url; /* scratch for validating URLs and naming hosts */
   uv_timer_t timer;
+  uv_idle_t later;  /* active while socks have events waiting */
+  sock *pend_head, *pend_tail;
   sock *socks;
   sock **byfd;      /* the sock of each fd curl has open, by number */
   size_t nbyfd;
@@ -98,7 +109,7 @@ struct dsp_prober {
   size_t count; /* probes in flight */
   probe *free_list;
   size_t nfree, max_idle_easy;
-  int handles_open; /* timer + socks not yet closed */
+  int handles_open; /* timer, idle + socks not yet closed */
   int closing;
   void (*done)(void *);
   void *done_arg;
@@ -452,8 +463,21 @@ static void on_sock_closed(uv_handle_t *h) {
   maybe_finish_close(p);
 }
 
+static void pend_remove(sock *s) {
+  dsp_prober *p = s->owner;
+  if (!s->pend_flags) return;
+  if (s->pend_prev) s->pend_prev->pend_next = s->pend_next;
+  else p->pend_head = s->pend_next;
+  if (s->pend_next) s->pend_next->pend_prev = s->pend_prev;
+  else p->pend_tail = s->pend_prev;
+  s->pend_prev = s->pend_next = NULL;
+  s->pend_flags = 0;
+  if (p->pend_head == NULL) uv_idle_stop(&p->later);
+}
+
 static void sock_close(sock *s) {
   dsp_prober *p = s->owner;
+  pend_remove(s);
   if (s->prev != NULL) s->prev->next = s->next;
   else p->socks = s->next;
   if (s->next != NULL) s->next->prev = s->prev;
@@ -463,6 +487,7 @@ static void sock_close(sock *s) {
 }
 
 static void sock_poll(sock *s, int events);
+static void on_later(uv_idle_t *h);
 
 static void on_poll(uv_poll_t *h, int status, int events) {
   sock *s = DSP_CONTAINER_OF(h, sock, poll);
@@ -479,9 +504,30 @@ static void on_poll(uv_poll_t *h, int status, int events) {
     if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
     if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
   }
-  /* s may be closed inside (CURLOPT_CLOSESOCKETFUNCTION); its memory lives
-     until the close callback, but nothing here touches it again. */
-  socket_action(s->owner, s->fd, flags);
+  if (!s->pend_flags) {
+    dsp_prober *p = s->owner;
+    s->pend_prev = p->pend_tail;
+    s->pend_next = NULL;
+    if (p->pend_tail) p->pend_tail->pend_next = s;
+    else p->pend_head = s;
+    p->pend_tail = s;
+    uv_idle_start(&p->later, on_later); /* no-op if running */
+  }
+  s->pend_flags |= flags ? flags : CURL_CSELECT_IN;
+}
+
+/* The events queued by on_poll, to curl (see the top of the file). */
+static void on_later(uv_idle_t *h) {
+  dsp_prober *p = DSP_CONTAINER_OF(h, dsp_prober, later);
+  sock *s;
+  while (!p->closing && (s = p->pend_head) != NULL) {
+    int flags = s->pend_flags;
+    pend_remove(s);
+    /* s may be closed inside (CURLOPT_CLOSESOCKETFUNCTION), and others
+       with it (taken off the queue then); its memory lives until the
+       close callback, but nothing here touches it again. */
+    socket_action(p, s->fd, flags);
+  }
 }
 
 /* Poll s for `events` (0: stop), unless that is what it does already. */
@@ -640,7 +686,9 @@ dsp_prober *dsp_prober_new(uv_loop_t *loop, const dsp_prober_limits *limits) {
       curl_multi_setopt(p->multi, CURLMOPT_MAXCONNECTS, (long)max_connects) != CURLM_OK)
     goto fail;
   uv_timer_init(loop, &p->timer); /* cannot fail */
-  p->handles_open = 1;
+  uv_idle_init(loop, &p->later);
+  uv_unref((uv_handle_t *)&p->later); /* the socks it serves keep the loop */
+  p->handles_open = 2;
   return p;
 fail:
   if (p->multi != NULL) curl_multi_cleanup(p->multi);
@@ -651,7 +699,7 @@ fail:
 }
 
 static void on_timer_closed(uv_handle_t *h) {
-  dsp_prober *p = DSP_CONTAINER_OF((uv_timer_t *)h, dsp_prober, timer);
+  dsp_prober *p = h->data;
   p->handles_open--;
   maybe_finish_close(p);
 }
@@ -685,7 +733,9 @@ void dsp_prober_close(dsp_prober *p, void (*done)(void *arg), void *arg) {
   free(p->table);
   p->table = NULL;
   while (p->socks != NULL) sock_close(p->socks);
+  p->timer.data = p->later.data = p;
   uv_close((uv_handle_t *)&p->timer, on_timer_closed);
+  uv_close((uv_handle_t *)&p->later, on_timer_closed);
 }
 
 int dsp_probe_start(dsp_prober *p, uint64_t token, const dsp_probe_spec *spec, dsp_probe_cb cb,

@@ -25,5 +25,6 @@ dsp_unit_test(test_frame tests/unit/test_frame.c dsp_rpc)
 dsp_unit_test(test_dedupe tests/unit/test_dedupe.c dsp_core)
 dsp_unit_test(test_registry tests/unit/test_registry.c dsp_member)
 dsp_unit_test(test_health tests/unit/test_health.c dsp_core)
+dsp_unit_test(test_wheel tests/unit/test_wheel.c dsp_core)
 
 include(tests/integration/integration.cmake)
