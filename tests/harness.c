@@ -410,6 +410,7 @@ void zkh_free(zkh_ensemble *e) {
 struct zkc {
   zhandle_t *zh;
   int connected;
+  char hosts[512];
 };
 
 typedef struct {
@@ -428,7 +429,10 @@ static void zkc_watcher(zhandle_t *zh, int type, int state, const char *path, vo
   if (type == ZOO_SESSION_EVENT && c != NULL) c->connected = state == ZOO_CONNECTED_STATE;
 }
 
-/* Drive the client until *done or timeout. */
+/* Drive the client until *done or timeout. On a timeout the handle is
+   closed at once (zkc_zh() makes a new one): closing runs the completions
+   still pending, while the caller's op on its stack is alive, instead of
+   some later call running them into a dead stack frame. */
 static int zkc_run(zkc *c, int *done, int timeout_ms) {
   uint64_t end = th_now_ms() + (uint64_t)timeout_ms;
   while (!*done) {
@@ -436,7 +440,12 @@ static int zkc_run(zkc *c, int *done, int timeout_ms) {
     struct timeval tv = {0, 0};
     struct pollfd p;
     uint64_t now = th_now_ms();
-    if (now >= end) return -1;
+    if (now >= end) {
+      zookeeper_close(c->zh);
+      c->zh = NULL;
+      c->connected = 0;
+      return -1;
+    }
     zookeeper_interest(c->zh, &fd, &interest, &tv);
     wait = (int)(tv.tv_sec * 1000 + tv.tv_usec / 1000);
     if (wait > (int)(end - now)) wait = (int)(end - now);
@@ -462,6 +471,7 @@ zkc *zkc_connect(const char *hosts, int timeout_ms) {
   zkc *c = calloc(1, sizeof(*c));
   if (c == NULL) return NULL;
   zoo_set_debug_level((ZooLogLevel)0);
+  snprintf(c->hosts, sizeof(c->hosts), "%s", hosts);
   c->zh = zookeeper_init(hosts, zkc_watcher, 10000, NULL, c, 0);
   if (c->zh == NULL || zkc_run(c, &c->connected, timeout_ms) != 0) {
     fprintf(stderr, "harness: cannot connect to ZooKeeper at %s\n", hosts);
@@ -469,6 +479,20 @@ zkc *zkc_connect(const char *hosts, int timeout_ms) {
     return NULL;
   }
   return c;
+}
+
+/* The handle, made anew after a timed-out call (zkc_run) or an expired
+   session: the harness's session holds no ephemeral znodes, and a dead
+   handle would fail every later read while the members are fine. */
+static zhandle_t *zkc_zh(zkc *c) {
+  int st = c->zh ? zoo_state(c->zh) : ZOO_EXPIRED_SESSION_STATE;
+  if (st == ZOO_EXPIRED_SESSION_STATE || st == ZOO_AUTH_FAILED_STATE) {
+    if (c->zh) zookeeper_close(c->zh);
+    c->connected = 0;
+    c->zh = zookeeper_init(c->hosts, zkc_watcher, 10000, NULL, c, 0);
+    if (c->zh) (void)zkc_run(c, &c->connected, 10000);
+  }
+  return c->zh;
 }
 
 void zkc_close(zkc *c) {
@@ -495,7 +519,7 @@ int zkc_get(zkc *c, const char *path, char *buf, int len, struct Stat *st) {
   op.buf = buf;
   op.len = len;
   buf[0] = '\0';
-  if (zoo_aget(c->zh, path, 0, get_done, &op) != ZOK || zkc_run(c, &op.done, 10000) != 0)
+  if (zoo_aget(zkc_zh(c), path, 0, get_done, &op) != ZOK || zkc_run(c, &op.done, 10000) != 0)
     return ZOPERATIONTIMEOUT;
   if (st) *st = op.st;
   return op.rc;
@@ -514,7 +538,7 @@ int zkc_children(zkc *c, const char *path, char **names, int max) {
   zkc_op op = {0};
   op.names = names;
   op.max = max;
-  if (zoo_aget_children(c->zh, path, 0, children_done, &op) != ZOK ||
+  if (zoo_aget_children(zkc_zh(c), path, 0, children_done, &op) != ZOK ||
       zkc_run(c, &op.done, 10000) != 0)
     return -ZOPERATIONTIMEOUT;
   return op.rc == ZOK ? op.count : (op.rc < 0 ? op.rc : -op.rc);
@@ -548,14 +572,14 @@ int zkc_delete_all(zkc *c, const char *path) {
     zkc_delete_all(c, child);
   }
   zkc_free_names(names, n);
-  if (zoo_adelete(c->zh, path, -1, void_done, &op) != ZOK || zkc_run(c, &op.done, 10000) != 0)
+  if (zoo_adelete(zkc_zh(c), path, -1, void_done, &op) != ZOK || zkc_run(c, &op.done, 10000) != 0)
     return ZOPERATIONTIMEOUT;
   return op.rc;
 }
 
 int zkc_set(zkc *c, const char *path, const char *data) {
   zkc_op op = {0};
-  if (zoo_aset(c->zh, path, data, (int)strlen(data), -1, stat_done, &op) != ZOK ||
+  if (zoo_aset(zkc_zh(c), path, data, (int)strlen(data), -1, stat_done, &op) != ZOK ||
       zkc_run(c, &op.done, 10000) != 0)
     return ZOPERATIONTIMEOUT;
   return op.rc;
@@ -570,7 +594,7 @@ static void create_done(int rc, const char *value, const void *d) {
 
 int zkc_create(zkc *c, const char *path, const char *data) {
   zkc_op op = {0};
-  if (zoo_acreate(c->zh, path, data, (int)strlen(data), &ZOO_OPEN_ACL_UNSAFE, ZOO_PERSISTENT,
+  if (zoo_acreate(zkc_zh(c), path, data, (int)strlen(data), &ZOO_OPEN_ACL_UNSAFE, ZOO_PERSISTENT,
                   create_done, &op) != ZOK ||
       zkc_run(c, &op.done, 10000) != 0)
     return ZOPERATIONTIMEOUT;
