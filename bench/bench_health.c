@@ -903,16 +903,21 @@ static void report(void) {
 
 /* Remove every worker and wait until the table is empty; before phase
    `next`. 0, or -1 (the run is over). */
+/* admin_all(kind), timed into *secs, its refusals into *failed. 0, or -1
+   (the run is over). */
+static int admin_timed(admin_kind kind, double *secs, int *failed) {
+  uint64_t t = now_ns();
+  int rc = admin_all(kind);
+  *secs = secs_between(t, now_ns());
+  if (rc < 0) return -1;
+  *failed = rc;
+  return 0;
+}
+
 static int remove_all(const char *next) {
   table_view tv;
-  uint64_t t;
-  int rc;
   progress("phase %s: removing the %d workers", next, S.n);
-  t = now_ns();
-  rc = admin_all(REMOVE);
-  ADM.remove_s = secs_between(t, now_ns());
-  if (rc < 0) return -1;
-  ADM.remove_failed = rc;
+  if (admin_timed(REMOVE, &ADM.remove_s, &ADM.remove_failed) != 0) return -1;
   if (table_wait(0, 0, 300, &tv) != 0) {
     fail_run("phase %s: workers are still in the table after their removal", next);
     return -1;
@@ -978,7 +983,7 @@ int main(int argc, char **argv) {
   static char bench_path[4096];
   char err[512] = "", body[512] = "";
   long long v;
-  int c, rc;
+  int c;
   table_view tv;
   uint64_t t;
 
@@ -1089,11 +1094,7 @@ int main(int argc, char **argv) {
     if (r > 0 && remove_all("A") != 0) goto out;
     /* Phase A: no checks. */
     progress("phase A%d: adding %d workers without a check", r + 1, S.n);
-    t = now_ns();
-    rc = admin_all(ADD_PLAIN);
-    ADM.add_plain_s = secs_between(t, now_ns());
-    if (rc < 0) goto out;
-    ADM.add_plain_failed = rc;
+    if (admin_timed(ADD_PLAIN, &ADM.add_plain_s, &ADM.add_plain_failed) != 0) goto out;
     if (table_wait(S.n, S.n, 300, &tv) != 0) {
       fprintf(stderr, "bench-health: after 300 s the table holds %d workers, %d up (want %d)\n",
               tv.total, tv.up, S.n);
@@ -1108,10 +1109,7 @@ int main(int argc, char **argv) {
     progress("phase B%d: adding %d workers checked at http://%s/w/I/health", r + 1, S.n,
              S.worker);
     t = now_ns();
-    rc = admin_all(ADD_CHECKED);
-    ADM.add_check_s = secs_between(t, now_ns());
-    if (rc < 0) goto out;
-    ADM.add_check_failed = rc;
+    if (admin_timed(ADD_CHECKED, &ADM.add_check_s, &ADM.add_check_failed) != 0) goto out;
     if (table_wait(S.n, S.n, 300, &tv) != 0) {
       fprintf(stderr,
               "bench-health: 300 s after the adds: %d workers, %d up, %d down, %d pending; "

@@ -91,7 +91,6 @@ struct dsp_forwarder {
     unsigned n;
     waiter w[BATCH_MAX];
   } open;
-  dsp_buf scratch;           /* one client's share of a batch's reply */
 };
 
 static void up_close(dsp_forwarder *f);
@@ -243,7 +242,6 @@ static void on_check(uv_check_t *c) {
 static void forwarder_free(dsp_forwarder *f) {
   free(f->slots);
   free(f->out.p);
-  free(f->scratch.p);
   free(f);
 }
 
@@ -329,17 +327,15 @@ static int peek_reply(const uint8_t *p, size_t n, uint64_t *id, int64_t *epoch, 
 }
 
 /* A batch's RouteReply: its decisions, one to each client in order. */
-static void split_reply(dsp_forwarder *f, slot *s, int64_t epoch, const uint8_t *route,
-                        size_t routelen) {
+static void split_reply(slot *s, int64_t epoch, const uint8_t *route, size_t routelen) {
   size_t off = 0, declen = 0;
   const uint8_t *dec = NULL;
   unsigned i = 0;
   for (; i < s->nwait; i++) {
+    uint8_t head[DSP_ROUTE_REPLY_HEAD_MAX];
     if (dsp_pb_next_decision(route, routelen, &off, &dec, &declen) != 1) break;
-    f->scratch.len = 0;
-    if (dsp_buf_reserve(&f->scratch, DSP_ROUTE_REPLY_MAX(declen)) != 0) break;
-    dsp_rpc_reply_raw(s->w[i].conn, f->scratch.p,
-                      dsp_pb_route_reply(f->scratch.p, s->w[i].id, epoch, dec, declen), NULL, 0);
+    dsp_rpc_reply_raw(s->w[i].conn, head,
+                      dsp_pb_route_reply_head(head, s->w[i].id, epoch, declen), dec, declen);
   }
   if (i < s->nwait)
     DSP_WARN("forwarding: a batch of %u routes got only %u decisions", s->nwait, i);
@@ -377,7 +373,7 @@ static void on_reply(dsp_forwarder *f, const uint8_t *p, size_t n) {
   }
   if (epoch > f->highest_epoch) f->highest_epoch = epoch;
   if (s->batch && code == 0) {
-    split_reply(f, s, epoch, route, routelen);
+    split_reply(s, epoch, route, routelen);
   } else {
     /* The reply as it came, or an error for all of a batch: relabelled. */
     suffix[0] = 0x08; /* field 1 (id), varint: the client's id wins */
@@ -604,11 +600,11 @@ void dsp_forwarder_set_max_frame(dsp_forwarder *f, size_t max_frame) {
   f->max_frame = max_frame;
 }
 
-void dsp_forwarder_submit(dsp_forwarder *f, dsp_rpc_conn *c, uint64_t client_id,
-                          const uint8_t *raw, size_t rawlen) {
+void dsp_forwarder_submit(dsp_forwarder *f, dsp_rpc_conn *c, const dsp_pb_envelope *env,
+                          uint64_t client_id, const uint8_t *raw, size_t rawlen) {
   slot *s;
-  size_t n, routelen;
-  const uint8_t *route;
+  size_t n;
+  dsp_pb_envelope scanned;
   if (f->max_frame != 0 && rawlen + RELABEL_MAX > f->max_frame) {
     /* With our two fields it would be over the coordinator's limit, which
        answers that by closing the link every forwarded request shares. */
@@ -623,16 +619,17 @@ void dsp_forwarder_submit(dsp_forwarder *f, dsp_rpc_conn *c, uint64_t client_id,
     dsp_rpc_reply_error(c, client_id, 0, DSP_PB(ERROR_CODE__NO_COORDINATOR), "shutting down");
     return;
   }
-  if (dsp_pb_route_single(raw, rawlen, &route, &routelen) &&
+  if (env == NULL && dsp_pb_peek(raw, rawlen, &scanned) == 0) env = &scanned;
+  if (env != NULL && env->single &&
       (f->max_frame == 0 ||
-       DSP_ROUTE_BATCH_FRAME_MAX(routelen) - DSP_FRAME_HEADER <= f->max_frame)) {
+       DSP_ROUTE_BATCH_FRAME_MAX(env->routelen) - DSP_FRAME_HEADER <= f->max_frame)) {
     /* Gathered with the other Routes for the same thing this turn. */
-    if (f->open.n > 0 &&
-        (routelen != f->open.routelen || memcmp(route, f->open.route, routelen) != 0))
+    if (f->open.n > 0 && (env->routelen != f->open.routelen ||
+                          memcmp(env->route, f->open.route, env->routelen) != 0))
       batch_close(f);
     if (f->open.n == 0) {
-      memcpy(f->open.route, route, routelen);
-      f->open.routelen = routelen;
+      memcpy(f->open.route, env->route, env->routelen);
+      f->open.routelen = env->routelen;
     }
     f->open.w[f->open.n].conn = c;
     f->open.w[f->open.n].id = client_id;

@@ -29,6 +29,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "frame.h"
 #include "member.h"
 #include "rpc_server.h"
 
@@ -56,9 +57,11 @@ void dsp_forwarder_set_max_frame(dsp_forwarder *f, size_t max_frame);
 /* Forward the request encoded in raw[rawlen], whose id is client_id
    (answered on c later; c is referenced meanwhile). The bytes are sent as
    they are, relabelled with an id of ours, and the reply is relabelled with
-   client_id the same way: no decoding or encoding on the way. */
-void dsp_forwarder_submit(dsp_forwarder *f, dsp_rpc_conn *c, uint64_t client_id,
-                          const uint8_t *raw, size_t rawlen);
+   client_id the same way: no decoding or encoding on the way. env is
+   dsp_pb_peek()'s reading of raw when the caller made one, else NULL (it
+   is made here: it says whether the request may join a route batch). */
+void dsp_forwarder_submit(dsp_forwarder *f, dsp_rpc_conn *c, const dsp_pb_envelope *env,
+                          uint64_t client_id, const uint8_t *raw, size_t rawlen);
 
 /* The leader znode changed, or our role did: reconnect, re-send or hand
    held requests to the local service. */

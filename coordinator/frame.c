@@ -195,24 +195,31 @@ static const int heartbeat_spec[4] = {-1, WT_LEN, -1, -1};
 int dsp_pb_peek(const uint8_t *p, size_t n, dsp_pb_envelope *out) {
   size_t off = 0;
   pb_field f;
-  out->id = out->origin_id = 0;
-  out->body = 0;
+  uint64_t last[4];
+  int nroute = 0, others = 0;
+  memset(out, 0, sizeof(*out));
   while (off < n) {
     if (next_field(p, n, &off, &f) != 0) return -1;
+    if (f.num != 1) others += f.num != 2;
     switch (f.num) {
       case 1: case 14: case 15:
         if (f.wt != WT_VARINT) return -1;
         if (f.num == 1) out->id = f.v;
         if (f.num == 14) out->origin_id = f.v;
         break;
-      case 2: case 3: case 8: case 9:
+      case 2:
+        if (f.wt != WT_LEN || !body_ok(f.sub, f.sublen, route_spec, last)) return -1;
+        out->body = f.num;
+        nroute++;
+        /* One decision: count (field 3, the last one wins) is 0 or 1. */
+        out->single = f.sublen <= DSP_ROUTE_SUB_MAX && last[3] <= 1;
+        out->route = f.sub;
+        out->routelen = f.sublen;
+        break;
+      case 3: case 8: case 9:
         if (f.wt != WT_LEN ||
             !body_ok(f.sub, f.sublen,
-                     f.num == 2 ? route_spec
-                     : f.num == 3 ? report_spec
-                     : f.num == 8 ? none_spec
-                                  : heartbeat_spec,
-                     NULL))
+                     f.num == 3 ? report_spec : f.num == 8 ? none_spec : heartbeat_spec, NULL))
           return -1;
         out->body = f.num;
         break;
@@ -222,28 +229,18 @@ int dsp_pb_peek(const uint8_t *p, size_t n, dsp_pb_envelope *out) {
         break; /* unknown fields are kept by the decoder */
     }
   }
+  if (nroute != 1 || others != 0) out->single = 0;
   return 0;
 }
 
 /* ---- route batches (forwarder.c) ------------------------------------------ */
 
 int dsp_pb_route_single(const uint8_t *p, size_t n, const uint8_t **route, size_t *routelen) {
-  size_t off = 0;
-  uint64_t last[4];
-  pb_field f;
-  int nroute = 0;
-  while (off < n) {
-    if (next_field(p, n, &off, &f) != 0) return 0;
-    if (f.num == 1 && f.wt == WT_VARINT) continue;
-    if (f.num != 2 || f.wt != WT_LEN || nroute++ > 0) return 0;
-    /* One decision: count (field 3, the last one wins) is 0 or 1. */
-    if (f.sublen > DSP_ROUTE_SUB_MAX || !body_ok(f.sub, f.sublen, route_spec, last) ||
-        last[3] > 1)
-      return 0;
-    *route = f.sub;
-    *routelen = f.sublen;
-  }
-  return nroute == 1;
+  dsp_pb_envelope env;
+  if (dsp_pb_peek(p, n, &env) != 0 || !env.single) return 0;
+  *route = env.route;
+  *routelen = env.routelen;
+  return 1;
 }
 
 /* A one-byte tag, then a varint (a value, or the length of what follows). */
@@ -283,16 +280,15 @@ int dsp_pb_next_decision(const uint8_t *p, size_t n, size_t *off, const uint8_t 
   return 0;
 }
 
-size_t dsp_pb_route_reply(uint8_t *out, uint64_t id, int64_t epoch, const uint8_t *dec,
-                          size_t declen) {
+size_t dsp_pb_route_reply_head(uint8_t out[DSP_ROUTE_REPLY_HEAD_MAX], uint64_t id,
+                               int64_t epoch, size_t declen) {
   uint8_t head[6];
   size_t h = put_tagged(head, 0x0a, declen); /* RouteReply.decisions */
   size_t n = put_tagged(out, 0x08, id);      /* Response.id */
   if (epoch != 0) n += put_tagged(out + n, 0x10, (uint64_t)epoch); /* Response.epoch */
   n += put_tagged(out + n, 0x22, h + declen); /* Response.route */
   memcpy(out + n, head, h);
-  memcpy(out + n + h, dec, declen);
-  return n + h + declen;
+  return n + h;
 }
 
 int dsp_buf_reserve(dsp_buf *b, size_t more) {

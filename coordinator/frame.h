@@ -90,10 +90,18 @@ int dsp_varint_get(const uint8_t *p, size_t n, size_t *off, uint64_t *v);
  * body, a field of the wrong wire type, groups, cut-short data), and the
  * caller then decodes it fully. Stricter than the decoder, never looser
  * (tests/fuzz/fuzz_peek.c checks it against protobuf-c).
+ *
+ * `single` is 1 when the request may join a route batch (below): it has
+ * only id (1) fields and exactly one route (2) of at most DSP_ROUTE_SUB_MAX
+ * bytes asking for one decision (count absent, 0 or 1); `route` and
+ * `routelen` are then the RouteRequest's bytes.
  */
 typedef struct {
   uint64_t id, origin_id;
   unsigned body;
+  int single;
+  const uint8_t *route;
+  size_t routelen;
 } dsp_pb_envelope;
 int dsp_pb_peek(const uint8_t *p, size_t n, dsp_pb_envelope *out);
 
@@ -103,12 +111,9 @@ int dsp_pb_peek(const uint8_t *p, size_t n, dsp_pb_envelope *out);
  * many, and hands each client one decision of the reply, in order
  * (forwarder.c; docs/protocol.md, "Forwarding").
  *
- * dsp_pb_route_single: 1 when the Request p[n] has only id (1) fields and
- * exactly one route (2), a well-formed RouteRequest (fields 1-3 of their
- * own wire types) of at most DSP_ROUTE_SUB_MAX bytes asking for one
- * decision (count absent, 0 or 1); *route and *routelen are then its bytes.
- * 0 for anything else. Like dsp_pb_peek, stricter than the decoder, never
- * looser (tests/fuzz/fuzz_peek.c).
+ * dsp_pb_route_single: 1 when dsp_pb_peek() accepts the Request p[n] and
+ * finds it `single`; *route and *routelen are then its RouteRequest's bytes.
+ * 0 for anything else.
  *
  * dsp_pb_route_batch: the frame (header included) of Request{route = those
  * bytes with count set to `count`; id = origin_id = id} into out (origin_id
@@ -119,20 +124,21 @@ int dsp_pb_peek(const uint8_t *p, size_t n, dsp_pb_envelope *out);
  * *off (start at 0): 1 with *dec and *declen set, 0 at the end, -1 if
  * malformed.
  *
- * dsp_pb_route_reply: Response{id; epoch; route{decisions: [dec]}} into
- * out, which has room for DSP_ROUTE_REPLY_MAX(declen) bytes; returns its
- * length.
+ * dsp_pb_route_reply_head: the bytes of Response{id; epoch; route{
+ * decisions: [dec]}} that come before a Decision of `declen` bytes, into
+ * out (DSP_ROUTE_REPLY_HEAD_MAX bytes); returns their length. The reply is
+ * those bytes, then the Decision's.
  */
 #define DSP_ROUTE_SUB_MAX 256
 #define DSP_ROUTE_BATCH_FRAME_MAX(routelen) (DSP_FRAME_HEADER + (routelen) + 40)
-#define DSP_ROUTE_REPLY_MAX(declen) ((declen) + 34)
+#define DSP_ROUTE_REPLY_HEAD_MAX 34
 int dsp_pb_route_single(const uint8_t *p, size_t n, const uint8_t **route, size_t *routelen);
 size_t dsp_pb_route_batch(uint8_t *out, const uint8_t *route, size_t routelen, uint32_t count,
                           uint64_t id);
 int dsp_pb_next_decision(const uint8_t *p, size_t n, size_t *off, const uint8_t **dec,
                          size_t *declen);
-size_t dsp_pb_route_reply(uint8_t *out, uint64_t id, int64_t epoch, const uint8_t *dec,
-                          size_t declen);
+size_t dsp_pb_route_reply_head(uint8_t out[DSP_ROUTE_REPLY_HEAD_MAX], uint64_t id,
+                               int64_t epoch, size_t declen);
 
 /* Write the 4-byte header for a body of `len` bytes. */
 void dsp_frame_put_header(uint8_t out[DSP_FRAME_HEADER], uint32_t len);

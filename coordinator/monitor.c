@@ -453,18 +453,22 @@ static void on_wheel(uv_timer_t *t) {
   wheel_arm(m);
 }
 
+/* Forget e's probing: off the queue and the wheel, its probe cancelled. */
+static void probe_forget(entry *e) {
+  dsp_monitor *m = e->m;
+  unqueue(e);
+  if (e->probing) dsp_probe_cancel(m->prober, e->token);
+  probe_over(e);
+  dsp_wheel_remove(&m->wheel, &e->probe);
+}
+
 /* (Re)start probing: first probe soon if the worker is not known up, within
    one interval otherwise; nothing without a check. */
 static void schedule_first_probe(entry *e, uint64_t now) {
   dsp_monitor *m = e->m;
   const dsp_health_settings *s = &e->h.settings;
   uint64_t spread;
-  unqueue(e);
-  if (e->probing) {
-    dsp_probe_cancel(m->prober, e->token);
-    probe_over(e);
-  }
-  dsp_wheel_remove(&m->wheel, &e->probe);
+  probe_forget(e);
   if (s->check[0] == '\0') return;
   spread = dsp_health_eligible(&e->h, now) ? s->interval_ms
            : s->interval_ms < FIRST_PROBE_SPREAD_MS ? s->interval_ms
@@ -503,16 +507,13 @@ static void entry_begin(entry *e, const dsp_health_settings *s, uint64_t now) {
 
 static void entry_drop(entry *e) {
   dsp_monitor *m = e->m;
-  unqueue(e);
-  if (e->probing) dsp_probe_cancel(m->prober, e->token);
-  probe_over(e);
+  probe_forget(e);
   if (e->prev) e->prev->next = e->next;
   else m->entries = e->next;
   if (e->next) e->next->prev = e->prev;
   e->prev = e->next = NULL;
   e->live = 0;
   if (m->table) dsp_balance_set_data(m->table, e->id, NULL);
-  dsp_wheel_remove(&m->wheel, &e->probe);
   uv_close((uv_handle_t *)&e->tick_timer, entry_closed);
 }
 

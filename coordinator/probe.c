@@ -698,7 +698,8 @@ fail:
   return NULL;
 }
 
-static void on_timer_closed(uv_handle_t *h) {
+/* The timer's or the idle handle's close (data: the prober). */
+static void on_own_handle_closed(uv_handle_t *h) {
   dsp_prober *p = h->data;
   p->handles_open--;
   maybe_finish_close(p);
@@ -734,8 +735,8 @@ void dsp_prober_close(dsp_prober *p, void (*done)(void *arg), void *arg) {
   p->table = NULL;
   while (p->socks != NULL) sock_close(p->socks);
   p->timer.data = p->later.data = p;
-  uv_close((uv_handle_t *)&p->timer, on_timer_closed);
-  uv_close((uv_handle_t *)&p->later, on_timer_closed);
+  uv_close((uv_handle_t *)&p->timer, on_own_handle_closed);
+  uv_close((uv_handle_t *)&p->later, on_own_handle_closed);
 }
 
 int dsp_probe_start(dsp_prober *p, uint64_t token, const dsp_probe_spec *spec, dsp_probe_cb cb,

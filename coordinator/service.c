@@ -515,7 +515,7 @@ int dsp_service_on_raw(void *svc, dsp_rpc_conn *c, const uint8_t *raw, size_t ra
   if (env.body != DSP_PB(REQUEST__BODY_ROUTE) && env.body != DSP_PB(REQUEST__BODY_REPORT) &&
       env.body != DSP_PB(REQUEST__BODY_WORKER_LIST) && env.body != DSP_PB(REQUEST__BODY_HEARTBEAT))
     return 0;
-  dsp_forwarder_submit(s->forwarder, c, env.id, raw, rawlen);
+  dsp_forwarder_submit(s->forwarder, c, &env, env.id, raw, rawlen);
   return 1;
 }
 
@@ -540,7 +540,7 @@ void dsp_service_on_request(void *svc, dsp_rpc_conn *c, const dsp_pb_request *re
           dsp_rpc_reply_error(c, req->id, 0, DSP_PB(ERROR_CODE__NOT_COORDINATOR),
                               "not the coordinator (forwarded request)");
         } else if (s->forwarder) {
-          dsp_forwarder_submit(s->forwarder, c, req->id, raw, rawlen);
+          dsp_forwarder_submit(s->forwarder, c, NULL, req->id, raw, rawlen);
         } else {
           not_coordinator(s, c, req->id);
         }

@@ -261,7 +261,7 @@ static void test_route_batch(void) {
     Dispatcher__V1__RouteReply rr = DISPATCHER__V1__ROUTE_REPLY__INIT;
     dsp_pb_response resp = DISPATCHER__V1__RESPONSE__INIT, *one;
     static const char *names[3] = {"w1", "w2", "a-much-longer-worker-name"};
-    uint8_t wire[512], mine[DSP_ROUTE_REPLY_MAX(128)];
+    uint8_t wire[512], mine[DSP_ROUTE_REPLY_HEAD_MAX + 128];
     size_t len, off = 0, declen = 0, route_off;
     const uint8_t *dec = NULL;
     uint64_t v;
@@ -290,8 +290,11 @@ static void test_route_batch(void) {
     for (int i = 0; i < 3; i++) {
       CHECK_INT(dsp_pb_next_decision(wire + route_off, v, &off, &dec, &declen), ==, 1);
       CHECK(declen <= 128);
-      n = dsp_pb_route_reply(mine, 1000 + (uint64_t)i, 300, dec, declen);
-      CHECK(n <= DSP_ROUTE_REPLY_MAX(declen));
+      /* The reply: its head, then the Decision as it came. */
+      n = dsp_pb_route_reply_head(mine, 1000 + (uint64_t)i, 300, declen);
+      CHECK(n <= DSP_ROUTE_REPLY_HEAD_MAX);
+      memcpy(mine + n, dec, declen);
+      n += declen;
       one = dispatcher__v1__response__unpack(NULL, n, mine);
       CHECK(one != NULL);
       CHECK(one->id == 1000 + (uint64_t)i && one->epoch == 300);
