@@ -7,7 +7,10 @@
  *   A. the N workers added without a check (nothing probes): routing with
  *      dispatch-bench at C connections, depth 1 and 16, and at one
  *      connection, depth 1 (a latency probe that does not saturate the
- *      coordinator), and the coordinator's CPU, beside an idle window;
+ *      coordinator), all closed loop; then at C connections open loop at a
+ *      fixed rate (--rate; by default half what C at depth 1 reached in the
+ *      first A window), the latency clients see at a load the coordinator
+ *      can carry; and the coordinator's CPU, beside an idle window;
  *   B. the same workers removed and added again with a check; once all are
  *      up, the same windows while the coordinator probes, plus the probes
  *      each identity received over each window, read from the worker
@@ -78,6 +81,7 @@ static struct {
   char whost[DSP_ADDR_MAX];
   int wport;
   int n, seconds, conns, dead, rounds;
+  long rate; /* the open-loop windows' requests a second; 0 until set */
   long interval_ms, timeout_ms, fall, jitter;
   long coord_pid, worker_pid;
 } S;
@@ -85,20 +89,28 @@ static struct {
 typedef struct {
   int ok;
   double rps, p50, p99, p999;
-  unsigned long long requests, errors;
+  unsigned long long requests, errors, late;
 } route_result;
 
 /* The windows of phases A and B, in order: idle, then dispatch-bench at
-   (conns, depth); conns 0 means -c. */
-#define NWIN 4
+   (conns, depth), closed loop, and last open loop at --rate (conns 0 means
+   -c; depth is then the cap on requests in flight per connection). The
+   closed-loop windows at -c connections saturate the coordinator: their
+   latency is the queue it keeps, connections x depth / throughput, so
+   probing shows in it as lost throughput. The open-loop window asks for a
+   fixed rate whatever the replies do: the latency a client sees at that
+   load. */
+#define NWIN 5
+#define WIN_C1 1 /* closed loop, -c connections, depth 1: sets the default --rate */
 static const struct {
-  int conns, depth;
-} SPEC[NWIN] = {{0, 0}, {0, 1}, {0, 16}, {1, 1}};
+  int conns, depth, open;
+} SPEC[NWIN] = {{0, 0, 0}, {0, 1, 0}, {0, 16, 0}, {1, 1, 0}, {0, 16, 1}};
 
 /* One measurement window. */
 typedef struct {
   char label[24];
   int conns, depth;        /* depth 0: idle window, no routing */
+  long rate;               /* open loop at this many requests a second; 0: closed */
   route_result route;
   double secs;             /* wall time of the window (CPU basis) */
   double coord_cpu, worker_cpu; /* % of one core; < 0 when unknown */
@@ -521,10 +533,10 @@ static int table_wait(int total, int up, int timeout_s, table_view *v) {
 
 /* ---- routing load: dispatch-bench ---------------------------------------- */
 
-/* Run dispatch-bench with `conns` connections at depth P for S.seconds and
-   parse its line. */
-static void run_bench(int conns, int depth, route_result *out) {
-  char c[16], p[16], d[16], line[512];
+/* Run dispatch-bench with `conns` connections at depth P for S.seconds,
+   open loop at `rate` requests a second if not 0, and parse its line. */
+static void run_bench(int conns, int depth, long rate, route_result *out) {
+  char c[16], p[16], d[16], R[24], line[512];
   int fds[2], status;
   size_t len = 0;
   ssize_t r;
@@ -533,6 +545,7 @@ static void run_bench(int conns, int depth, route_result *out) {
   snprintf(c, sizeof(c), "%d", conns);
   snprintf(p, sizeof(p), "%d", depth);
   snprintf(d, sizeof(d), "%d", S.seconds);
+  snprintf(R, sizeof(R), "%ld", rate);
   if (pipe(fds) != 0) {
     fail_run("pipe: %s", strerror(errno));
     return;
@@ -548,8 +561,12 @@ static void run_bench(int conns, int depth, route_result *out) {
     dup2(fds[1], 1);
     close(fds[0]);
     close(fds[1]);
-    execl(S.dispatch_bench, S.dispatch_bench, "-s", S.server, "-c", c, "-P", p, "-d", d,
-          (char *)NULL);
+    if (rate > 0)
+      execl(S.dispatch_bench, S.dispatch_bench, "-s", S.server, "-c", c, "-P", p, "-d", d,
+            "-R", R, (char *)NULL);
+    else
+      execl(S.dispatch_bench, S.dispatch_bench, "-s", S.server, "-c", c, "-P", p, "-d", d,
+            (char *)NULL);
     fprintf(stderr, "bench-health: cannot run %s: %s\n", S.dispatch_bench, strerror(errno));
     _exit(127);
   }
@@ -564,18 +581,24 @@ static void run_bench(int conns, int depth, route_result *out) {
   out->ok = sscanf(line, "rps=%lf p50_ms=%lf p99_ms=%lf p999_ms=%lf requests=%llu errors=%llu",
                    &out->rps, &out->p50, &out->p99, &out->p999, &out->requests,
                    &out->errors) == 6;
+  if (out->ok && rate > 0) {
+    const char *l = strstr(line, " late=");
+    out->ok = l != NULL && sscanf(l, " late=%llu", &out->late) == 1;
+  }
   if (!out->ok) fail_run("dispatch-bench -P %s gave no figures: '%s'", p, line);
 }
 
 /* One window: idle (depth 0) or routing; per-identity probes around it
    when `count_probes`. */
-static void measure(window *w, const char *label, int conns, int depth, int count_probes) {
+static void measure(window *w, const char *label, int conns, int depth, long rate,
+                    int count_probes) {
   snapshot a = {0}, b = {0};
   cpu_mark c0, c1;
   memset(w, 0, sizeof(*w));
   snprintf(w->label, sizeof(w->label), "%s", label);
   w->conns = conns;
   w->depth = depth;
+  w->rate = rate;
   if (count_probes) {
     a.count = calloc((size_t)S.n, sizeof(*a.count));
     b.count = calloc((size_t)S.n, sizeof(*b.count));
@@ -584,10 +607,13 @@ static void measure(window *w, const char *label, int conns, int depth, int coun
       count_probes = 0;
     }
   }
-  if (depth) progress("window: %s, dispatch-bench C=%d P=%d", label, conns, depth);
+  if (depth && rate)
+    progress("window: %s, dispatch-bench C=%d P=%d -R %ld", label, conns, depth, rate);
+  else if (depth)
+    progress("window: %s, dispatch-bench C=%d P=%d", label, conns, depth);
   else progress("window: %s, idle", label);
   c0 = cpu_now();
-  if (depth) run_bench(conns, depth, &w->route);
+  if (depth) run_bench(conns, depth, rate, &w->route);
   else sleep_ms((long)S.seconds * 1000);
   c1 = cpu_now();
   cpu_between(&c0, &c1, w);
@@ -702,11 +728,12 @@ static void fmt_cpu(char *out, size_t n, double v) {
   else snprintf(out, n, "%.1f%%", v);
 }
 
-/* "idle" or "C=50 P=16". */
+/* "idle", "C=50 P=16" or, open loop, "C=50 65000/s". */
 static const char *load_name(const window *w) {
   static char buf[32];
   if (w->depth == 0) return "idle";
-  snprintf(buf, sizeof(buf), "C=%d P=%d", w->conns, w->depth);
+  if (w->rate) snprintf(buf, sizeof(buf), "C=%d %ld/s", w->conns, w->rate);
+  else snprintf(buf, sizeof(buf), "C=%d P=%d", w->conns, w->depth);
   return buf;
 }
 
@@ -733,8 +760,11 @@ static void print_window(const window *w) {
     snprintf(mx, sizeof(mx), "-");
     snprintf(ex, sizeof(ex), "-");
   }
-  printf("%-12s %-11s %9s %8s %8s %9s %7s %7s %9s %7s %6s %6s %7s\n", w->label, load_name(w),
+  printf("%-12s %-13s %9s %8s %8s %9s %7s %7s %9s %7s %6s %6s %7s\n", w->label, load_name(w),
          rps, p50, p99, p999, cc, wc, rate, per, mn, mx, ex);
+  if (routed && w->rate && w->route.late)
+    printf("%-12s   schedule not kept: %llu requests still unsent at the end\n", "",
+           w->route.late);
 }
 
 static void target(const char *name, const char *got, const char *want, const char *verdict) {
@@ -762,17 +792,19 @@ static void report(void) {
   printf("\nbench-health: %d workers, check interval %ld ms, timeout %ld ms, fall %ld, "
          "jitter %ld%%; windows of %d s; %d rounds of A then B\n",
          S.n, S.interval_ms, S.timeout_ms, S.fall, S.jitter, S.seconds, S.rounds);
-  printf("\n%-12s %-11s %9s %8s %8s %9s %7s %7s %9s %7s %6s %6s %7s\n", "phase", "load",
+  printf("\n%-12s %-13s %9s %8s %8s %9s %7s %7s %9s %7s %6s %6s %7s\n", "phase", "load",
          "req/s", "p50 ms", "p99 ms", "p99.9 ms", "coord", "worker", "probes/s", "period", "min/id",
          "max/id", "want/id");
   for (int r = 0; r < S.rounds; r++) {
     for (int i = 0; i < NWIN; i++) print_window(&WA[r][i]);
     for (int i = 0; i < NWIN; i++) print_window(&WB[r][i]);
   }
-  printf("load: dispatch-bench connections and depth. coord, worker: CPU (utime+stime) over the\n"
-         "window, %% of one core. probes/s, min/id, max/id: health requests the worker saw over\n"
-         "the window in all and per identity; period: window x N / probes, ms; want/id: window /\n"
-         "interval.\n");
+  printf("load: dispatch-bench connections and depth (closed loop: a reply lets the next\n"
+         "request go), or connections and a fixed rate (open loop: requests on a schedule,\n"
+         "timed from when each was due; at most 16 in flight per connection). coord, worker:\n"
+         "CPU (utime+stime) over the window, %% of one core. probes/s, min/id, max/id: health\n"
+         "requests the worker saw over the window in all and per identity; period: window x N\n"
+         "/ probes, ms; want/id: window / interval.\n");
 
   printf("\nadmin, %d in flight: %d adds without check %.1f s (%.0f/s); %d removes %.1f s; "
          "%d adds with check %.1f s (%.0f/s), all up %.1f s after the first\n",
@@ -932,7 +964,8 @@ static void usage(FILE *out) {
 "The health-check benchmark: the coordinator at -s probes N workers, all\n"
 "served by one `dispatch-worker --identities N` at -w, every interval.\n"
 "Phase A adds workers w0..w(N-1) without a check and measures routing\n"
-"(dispatch-bench: C connections at depth 1 and 16, one at depth 1) and the\n"
+"(dispatch-bench: C connections at depth 1 and 16, one at depth 1, all closed\n"
+"loop, then C connections open loop at a fixed rate) and the\n"
 "coordinator's CPU; phase B removes them, adds them again checked at\n"
 "http://WORKER/w/I/health, waits until all are up and measures the same\n"
 "while it probes, with the probes each identity received per window; phase C\n"
@@ -950,6 +983,8 @@ static void usage(FILE *out) {
 "  -c, --conns C            dispatch-bench connections (default 50)\n"
 "  -r, --rounds R           phases A and B in turn, R times each, 1-9 (default\n"
 "                           3); routing figures are compared by their medians\n"
+"  -R, --rate RATE          the open-loop windows' requests a second (default:\n"
+"                           half the first A window's at depth 1, in thousands)\n"
 "      --pid PID            the coordinator's pid, for its CPU (default: none)\n"
 "      --worker-pid PID     the worker's pid, for its CPU (default: none)\n"
 "      --interval MS        the coordinator's --check-interval (default 1000)\n"
@@ -979,6 +1014,7 @@ int main(int argc, char **argv) {
       {"timeout", required_argument, NULL, 4},    {"fall", required_argument, NULL, 5},
       {"dead", required_argument, NULL, 6},       {"dispatch-bench", required_argument, NULL, 7},
       {"jitter", required_argument, NULL, 8},     {"rounds", required_argument, NULL, 'r'},
+      {"rate", required_argument, NULL, 'R'},
       {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
   static char bench_path[4096];
   char err[512] = "", body[512] = "";
@@ -995,7 +1031,7 @@ int main(int argc, char **argv) {
   S.interval_ms = 1000;
   S.timeout_ms = 500;
   S.fall = 3;
-  while ((c = getopt_long(argc, argv, "s:w:n:d:c:r:h", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "s:w:n:d:c:r:R:h", opts, NULL)) != -1) {
     switch (c) {
       case 's': S.server = optarg; break;
       case 'w': S.worker = optarg; break;
@@ -1014,6 +1050,11 @@ int main(int argc, char **argv) {
       case 'r':
         if (dsp_parse_int(optarg, 1, ROUNDS_MAX, &v) != 0) return bad("-r: not 1-9:", optarg);
         S.rounds = (int)v;
+        break;
+      case 'R':
+        if (dsp_parse_int(optarg, 1, 100000000, &v) != 0)
+          return bad("-R: not 1-100000000:", optarg);
+        S.rate = (long)v;
         break;
       case 1:
       case 2:
@@ -1101,8 +1142,16 @@ int main(int argc, char **argv) {
       fail_run("phase A: the table never held every worker up");
       goto out;
     }
-    for (int i = 0; i < NWIN; i++)
-      measure(&WA[r][i], la, SPEC[i].conns ? SPEC[i].conns : S.conns, SPEC[i].depth, 0);
+    for (int i = 0; i < NWIN; i++) {
+      /* The open-loop rate, unless given: half what the first closed-loop
+         window at depth 1 reached without checks, in thousands. */
+      if (SPEC[i].open && S.rate == 0) {
+        S.rate = (long)(WA[0][WIN_C1].route.rps / 2000) * 1000;
+        if (S.rate < 1000) S.rate = 1000;
+      }
+      measure(&WA[r][i], la, SPEC[i].conns ? SPEC[i].conns : S.conns, SPEC[i].depth,
+              SPEC[i].open ? S.rate : 0, 0);
+    }
 
     /* Phase B: the same workers, checked. */
     if (remove_all("B") != 0) goto out;
@@ -1123,7 +1172,8 @@ int main(int argc, char **argv) {
              ADM.all_up_s);
     sleep_ms(2 * S.interval_ms);
     for (int i = 0; i < NWIN; i++)
-      measure(&WB[r][i], lb, SPEC[i].conns ? SPEC[i].conns : S.conns, SPEC[i].depth, 1);
+      measure(&WB[r][i], lb, SPEC[i].conns ? SPEC[i].conns : S.conns, SPEC[i].depth,
+              SPEC[i].open ? S.rate : 0, 1);
     if (table_get(&tv, err, sizeof(err)) == 0) {
       ADM.b_probes_coord = tv.probes;
       ADM.b_probe_failures = tv.probe_failures;

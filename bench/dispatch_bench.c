@@ -4,16 +4,30 @@
  * second and latency percentiles. Like redis-benchmark (which scripts/
  * bench.sh runs beside it): one thread, one event loop.
  *
- *   dispatch-bench -s HOST:PORT [-c 50] [-P 16] [-d 10] [--strategy S]
+ *   dispatch-bench -s HOST:PORT [-c 50] [-P 16] [-d 10] [-R RATE] [--strategy S]
+ *
+ * Closed loop by default: each connection sends a new request as soon as a
+ * reply comes back, so at saturation latency is the queue the server keeps
+ * (connections x depth / throughput) and mostly measures throughput. With
+ * -R it is open loop, as wrk2 does it: RATE requests a second in all, sent
+ * on a fixed schedule (a 0.1 ms tick, round the connections, at most -P in
+ * flight on each), whatever the replies do. A request that cannot go when
+ * it is due (its server is behind) is timed from when it was due, not from
+ * when it could be sent, so the server is charged for its queue (no
+ * coordinated omission). That is the latency a client sees at a given
+ * load.
  *
  * To keep the client's own cost low, requests are assembled by hand around
  * a pre-encoded RouteRequest (field 1: id varint; field 2: the route
  * body), and replies are read only as far as their id and body tag.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "frame.h"
@@ -22,6 +36,7 @@
 
 #define MAX_US 1000000 /* latency histogram: 1 us buckets up to 1 s */
 #define RING 1024
+#define TICK_US 100 /* -R: the schedule's tick */
 
 typedef struct conn {
   uv_tcp_t tcp;
@@ -45,6 +60,13 @@ static struct {
   uint64_t *hist;
   uint64_t done, counted, errors, overflow, started_ns, stop_ns;
   int stopping, connected, failed;
+  /* -R: requests a second (0: closed loop); requests due so far are
+     rate x elapsed, `issued` of them sent; `next` is the connection the
+     next one goes to. */
+  double rate;
+  uint64_t issued, late, due_before; /* due_before: `due` at the last tick */
+  int next, tick_fd, ticking;
+  uv_poll_t tick;
 } B;
 
 static void on_written(uv_write_t *w, int status) {
@@ -57,12 +79,11 @@ static void on_written(uv_write_t *w, int status) {
 
 /* Send n requests on c in one write: straight away when the socket takes
    it all (no write request, whose completion costs libuv an epoll_ctl),
-   else the rest through uv_write. One clock reading stamps the batch. */
-static void send_batch(conn *c, int n) {
+   else the rest through uv_write. Each is timed from `at` (ns). */
+static void send_batch_at(conn *c, int n, uint64_t at) {
   uv_write_t *w;
   uint8_t *buf;
   size_t off = 0;
-  uint64_t now = uv_hrtime();
   uv_buf_t b;
   int rc;
   if (n <= 0) return;
@@ -78,7 +99,7 @@ static void send_batch(conn *c, int n) {
     memcpy(f + m, B.body, B.body_len);
     m += B.body_len;
     dsp_frame_put_header(f, (uint32_t)(m - DSP_FRAME_HEADER));
-    c->sent_at[id % RING] = now;
+    c->sent_at[id % RING] = at;
     off += m;
   }
   c->inflight += n;
@@ -104,6 +125,60 @@ static void send_batch(conn *c, int n) {
     free(w);
     B.failed = 1;
   }
+}
+
+static void send_batch(conn *c, int n) { send_batch_at(c, n, uv_hrtime()); }
+
+/* -R: send every request due by now; request k is due at started_ns +
+   k / rate. The schedule is kept by a tick (TICK_US), so a request waits up
+   to a tick in the client before it goes: that wait is the client's, and a
+   request that became due since the last tick is timed from now. One that
+   was due by the last tick and could not go then (all places full: the
+   server is behind) is timed from the moment it was due. Requests go round
+   the connections in turn; one whose -P places are full is skipped. */
+static void send_due(void) {
+  uint64_t now = uv_hrtime();
+  double per = 1e9 / B.rate;
+  uint64_t due = (uint64_t)((double)(now - B.started_ns) / per);
+  int full = 0;
+  while (B.issued < due && full < B.nconns) {
+    conn *c = &B.conns[B.next];
+    B.next = (B.next + 1) % B.nconns;
+    if (c->inflight >= B.depth || uv_is_closing((uv_handle_t *)&c->tcp)) {
+      full++;
+      continue;
+    }
+    full = 0;
+    send_batch_at(c, 1,
+                  B.issued < B.due_before ? B.started_ns + (uint64_t)(per * (double)B.issued)
+                                          : now);
+    B.issued++;
+  }
+  B.late = due - B.issued;
+  B.due_before = due;
+}
+
+static void on_tick(uv_poll_t *h, int status, int events) {
+  uint64_t n;
+  (void)h, (void)status, (void)events;
+  if (read(B.tick_fd, &n, sizeof(n)) < 0 && errno != EAGAIN) B.failed = 1;
+  if (!B.stopping) send_due();
+}
+
+/* The schedule's tick: a timerfd every TICK_US, polled on the loop (libuv's
+   own timers run on a millisecond clock, which would send requests in
+   bursts of rate / 1000). */
+static int tick_start(void) {
+  struct itimerspec its = {{0, TICK_US * 1000}, {0, TICK_US * 1000}};
+  B.tick_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (B.tick_fd < 0 || timerfd_settime(B.tick_fd, 0, &its, NULL) != 0 ||
+      uv_poll_init(B.loop, &B.tick, B.tick_fd) != 0 ||
+      uv_poll_start(&B.tick, UV_READABLE, on_tick) != 0) {
+    fprintf(stderr, "dispatch-bench: timerfd: %s\n", strerror(errno));
+    return -1;
+  }
+  B.ticking = 1;
+  return 0;
 }
 
 static void on_alloc(uv_handle_t *h, size_t sz, uv_buf_t *buf) {
@@ -163,7 +238,9 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     c->inflight--;
     got++;
   }
-  if (!B.stopping) send_batch(c, got);
+  if (B.rate > 0) {
+    if (B.stopping && c->inflight == 0) uv_close((uv_handle_t *)&c->tcp, NULL);
+  } else if (!B.stopping) send_batch(c, got);
   else if (c->inflight == 0) uv_close((uv_handle_t *)&c->tcp, NULL);
 }
 
@@ -177,13 +254,17 @@ static void on_connect(uv_connect_t *r, int status) {
   }
   uv_tcp_nodelay(&c->tcp, 1);
   uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-  if (++B.connected == B.nconns) B.started_ns = uv_hrtime();
-  send_batch(c, B.depth);
+  if (++B.connected == B.nconns) {
+    B.started_ns = uv_hrtime();
+    if (B.rate > 0 && tick_start() != 0) B.failed = 1;
+  }
+  if (B.rate == 0) send_batch(c, B.depth);
 }
 
 static void on_stop(uv_timer_t *t) {
   B.stopping = 1;
   B.stop_ns = uv_hrtime();
+  if (B.ticking) uv_close((uv_handle_t *)&B.tick, NULL);
   for (int i = 0; i < B.nconns; i++)
     if (B.conns[i].inflight == 0 && !uv_is_closing((uv_handle_t *)&B.conns[i].tcp))
       uv_close((uv_handle_t *)&B.conns[i].tcp, NULL);
@@ -201,10 +282,18 @@ static double pct(double q, uint64_t total) {
 
 static void usage(FILE *out) {
   fprintf(out,
-          "Usage: dispatch-bench -s HOST:PORT [-c CONNS] [-P DEPTH] [-d SECONDS] [--strategy S]\n"
+          "Usage: dispatch-bench -s HOST:PORT [-c CONNS] [-P DEPTH] [-d SECONDS] [-R RATE]\n"
+          "                      [--strategy S]\n"
           "Route requests over CONNS connections (default 50), DEPTH in flight on each\n"
-          "(default 1), for SECONDS (default 10). Prints one line:\n"
-          "  rps=… p50_ms=… p99_ms=… p999_ms=… requests=… errors=…\n");
+          "(default 1), for SECONDS (default 10). Closed loop: a reply lets the next\n"
+          "request go. With -R, open loop: RATE requests a second in all on a fixed\n"
+          "schedule kept by a 0.1 ms tick, each timed from its tick; one held back longer\n"
+          "is timed from when it was due (-P then caps the requests in flight per connection;\n"
+          "raise it so that a slow reply does not hold the schedule back). Prints one\n"
+          "line:\n"
+          "  rps=… p50_ms=… p99_ms=… p999_ms=… requests=… errors=…\n"
+          "and with -R also late=… (requests still unsent at the end: the schedule was\n"
+          "not kept).\n");
 }
 
 int main(int argc, char **argv) {
@@ -222,7 +311,7 @@ int main(int argc, char **argv) {
 
   B.nconns = 50;
   B.depth = 1;
-  while ((c = getopt_long(argc, argv, "s:c:P:d:h", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "s:c:P:d:R:h", opts, NULL)) != -1) {
     switch (c) {
       case 's': server = optarg; break;
       case 'c':
@@ -236,6 +325,10 @@ int main(int argc, char **argv) {
       case 'd':
         if (dsp_parse_int(optarg, 1, 3600, &v) != 0) goto bad;
         seconds = (int)v;
+        break;
+      case 'R':
+        if (dsp_parse_int(optarg, 1, 100000000, &v) != 0) goto bad;
+        B.rate = (double)v;
         break;
       case 'S': strategy = optarg; break;
       case 'h': usage(stdout); return 0;
@@ -268,9 +361,11 @@ int main(int argc, char **argv) {
     fprintf(stderr, "dispatch-bench: run failed (%llu replies)\n", (unsigned long long)B.done);
     return 1;
   }
-  printf("rps=%.0f p50_ms=%.3f p99_ms=%.3f p999_ms=%.3f requests=%llu errors=%llu\n",
+  printf("rps=%.0f p50_ms=%.3f p99_ms=%.3f p999_ms=%.3f requests=%llu errors=%llu",
          (double)B.counted / secs, pct(0.50, B.done), pct(0.99, B.done), pct(0.999, B.done),
          (unsigned long long)B.done, (unsigned long long)B.errors);
+  if (B.rate > 0) printf(" late=%llu", (unsigned long long)B.late);
+  printf("\n");
   return B.errors ? 1 : 0;
 bad:
   usage(stderr);

@@ -2,6 +2,7 @@
 # bench-health.sh: the health-check benchmark, in one run.
 #
 #   scripts/bench-health.sh [-d SECONDS] [-n WORKERS] [-j JITTER_PCT] [-r ROUNDS]
+#                           [-R RATE]
 #                              (defaults 10 s, 10000 workers, 0%, 3 rounds)
 #
 # Starts a private ZooKeeper (temp dir, free ports), one dispatch-worker
@@ -11,8 +12,10 @@
 # (fall and jitter are the defaults, passed to be explicit; -j sets the
 # jitter); then runs
 # bench-health, which
-#   A. adds N workers without a check and measures routing (dispatch-bench,
-#      C=50, depth 1 and 16) and the coordinator's CPU;
+#   A. adds N workers without a check and measures routing (dispatch-bench:
+#      closed loop at C=50, depth 1 and 16, and at C=1; open loop at C=50 and
+#      RATE requests a second, by default half what C=50 at depth 1 reached
+#      in the first round) and the coordinator's CPU;
 #   B. removes them, adds them again checked at the worker, waits until all
 #      are up and measures the same while the coordinator probes them, with
 #      the probes each identity received per window;
@@ -34,6 +37,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 secs=10
 workers=10000
 rounds=3
+rate=()
 interval=1000 timeout=500 fall=3 jitter=0
 while (($#)); do
   case $1 in
@@ -41,6 +45,7 @@ while (($#)); do
     -n) workers=${2:?-n needs a count}; shift 2 ;;
     -j) jitter=${2:?-j needs a percentage}; shift 2 ;;
     -r) rounds=${2:?-r needs a count}; shift 2 ;;
+    -R) rate=(-R "${2:?-R needs requests a second}"); shift 2 ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "bench-health.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
@@ -107,7 +112,7 @@ done
 
 rc=0
 "$build/bin/bench-health" -s "127.0.0.1:$member_port" -w "127.0.0.1:$worker_port" \
-  -n "$workers" -d "$secs" -r "$rounds" --pid "$coord_pid" --worker-pid "$worker_pid" \
+  -n "$workers" -d "$secs" -r "$rounds" "${rate[@]}" --pid "$coord_pid" --worker-pid "$worker_pid" \
   --interval "$interval" --timeout "$timeout" --fall "$fall" --jitter "$jitter" || rc=$?
 kill -0 "$coord_pid" 2>/dev/null || { echo "bench-health.sh: dispatcherd died; its log:" >&2; rc=1; }
 if ((rc != 0)) && [[ -s $work/d1.log ]]; then

@@ -32,9 +32,9 @@ set_tests_properties(cluster_sh PROPERTIES LABELS integration TIMEOUT 300)
 # The RPC of real members: operations, pipelining, bad input.
 add_executable(test_rpc tests/integration/test_rpc.c)
 target_link_libraries(test_rpc PRIVATE dsp_harness dsp_rpc)
-add_dependencies(test_rpc dispatcherd)
+add_dependencies(test_rpc dispatcherd dispatch-bench)
 dsp_scenarios(test_rpc rpc bad_input pipeline operations client_failover listen_in_use
-  registry global_sequence leader_killed_under_load frozen_coordinator)
+  registry global_sequence leader_killed_under_load frozen_coordinator bench_tool)
 
 # dispatch-worker, the controllable HTTP worker (no ZooKeeper).
 add_executable(test_worker tests/integration/test_worker.c)

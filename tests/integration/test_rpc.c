@@ -974,12 +974,78 @@ static void test_frozen_coordinator(void) {
   stop(3);
 }
 
+/* The benchmark's load generator against a real member: closed loop and
+   open loop each run and report clean figures, open loop never sends more
+   than its schedule, and bad flags are usage errors. */
+static long bench_field(const char *log, long from, const char *key) {
+  char buf[4096];
+  const char *at;
+  FILE *f = fopen(log, "r");
+  size_t n;
+  if (f == NULL) return -1;
+  fseek(f, from, SEEK_SET);
+  n = fread(buf, 1, sizeof(buf) - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  at = strstr(buf, key);
+  return at ? strtol(at + strlen(key), NULL, 10) : -1;
+}
+
+static int run_bench(const char *log, char *const argv[]) {
+  pid_t pid = th_spawn(log, argv);
+  int st = th_wait_exit(pid, 60000);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_bench_tool(void) {
+  char log[512];
+  long from;
+  if (start_with_workers(1, "10000") != 0) {
+    stop(1);
+    CHECK(!"cluster started");
+  }
+  snprintf(log, sizeof(log), "%s/bench.log", zk->dir);
+  {
+    char *argv[] = {(char *)th_bin("dispatch-bench"), "-s", addrs[0], "-c", "4", "-P", "2",
+                    "-d", "1", NULL};
+    from = th_log_size(log);
+    CHECK_INT(run_bench(log, argv), ==, 0);
+    CHECK(bench_field(log, from, "requests=") > 0);
+    CHECK_INT(bench_field(log, from, "errors="), ==, 0);
+    CHECK_INT(bench_field(log, from, "late="), ==, -1); /* closed loop has no schedule */
+  }
+  {
+    /* 300 a second for at most one second: never more than 300 (+1 for
+       the request due at the very end). */
+    char *argv[] = {(char *)th_bin("dispatch-bench"), "-s", addrs[0], "-c", "4", "-P", "8",
+                    "-R", "300", "-d", "1", NULL};
+    long n;
+    from = th_log_size(log);
+    CHECK_INT(run_bench(log, argv), ==, 0);
+    n = bench_field(log, from, "requests=");
+    CHECK(n > 0 && n <= 301);
+    CHECK_INT(bench_field(log, from, "errors="), ==, 0);
+    CHECK(bench_field(log, from, "late=") >= 0);
+  }
+  {
+    static const char *const bad[][2] = {{"-R", "0"}, {"-R", "fast"}, {"-P", "0"}, {"-c", "x"}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+      char *argv[] = {(char *)th_bin("dispatch-bench"), "-s", addrs[0], (char *)bad[i][0],
+                      (char *)bad[i][1], "-d", "1", NULL};
+      from = th_log_size(log);
+      CHECK_INT(run_bench(log, argv), ==, 2);
+      CHECK(th_log_has(log, "Usage: dispatch-bench", from));
+    }
+  }
+  stop(1);
+}
+
 static const test_entry tests[] = {
     TEST(test_bad_input),       TEST(test_pipeline),
     TEST(test_operations),      TEST(test_client_failover),
     TEST(test_listen_in_use),   TEST(test_registry),
     TEST(test_global_sequence), TEST(test_leader_killed_under_load),
-    TEST(test_frozen_coordinator),
+    TEST(test_frozen_coordinator), TEST(test_bench_tool),
 };
 
 TEST_MAIN(tests)
