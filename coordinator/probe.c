@@ -1,6 +1,16 @@
 /*
  * probe.c: see probe.h.
  *
+ * Shards: probes are spread over several multi handles by the host:port of
+ * their URL (shard_of), each with its own timer and connection cache.
+ * libcurl 7.88 walks its whole connection cache in every
+ * curl_multi_remove_handle (looking for the transfer's last connection),
+ * and a cache holds one connection per host at least: with one multi
+ * handle, 10,000 workers on as many hosts made each probe walk thousands of
+ * connections, and the cache's size limit closed and reopened connections
+ * on every probe. Shards keep each cache small; all probes to one host:port
+ * share a shard, so they share its idle connections.
+ *
  * curl's multi "socket" interface on libuv (docs/examples/multi-uv.c, with
  * its gaps filled):
  *  - curl says which sockets to watch through CURLMOPT_SOCKETFUNCTION; each
@@ -22,7 +32,7 @@
  *    a Route read in the same turn as a few probe replies would otherwise
  *    wait for curl to finish those probes before its answer went out. The
  *    idle handle keeps the loop from blocking while events wait.
- *  - curl's single timeout (CURLMOPT_TIMERFUNCTION) is one uv_timer: -1
+ *  - each shard's single timeout (CURLMOPT_TIMERFUNCTION) is one uv_timer: -1
  *    stops it, 0 fires it on the next loop turn (never a socket_action
  *    from inside curl's callback, which curl forbids).
  *  - after EVERY curl_multi_socket_action, curl_multi_info_read is drained
@@ -57,14 +67,19 @@
 #include "util.h"
 
 #define MAX_CONNECTS_DEFAULT 1024
+#define SHARDS_DEFAULT 256
+#define SHARDS_MAX 4096
 #define MAX_IDLE_EASY_DEFAULT 1024
 #define HASH_BITS_MIN 6
 #define BODY_KEEP_MAX 4096 /* body buffers up to this size stay with the handle */
 #define USER_AGENT "dispatcher-probe/1"
 #define URL_CACHE 4096 /* power of two */
 
+typedef struct shard shard;
+
 typedef struct probe {
   CURL *easy;
+  shard *sh;            /* the multi handle it runs in, while in flight */
   struct probe *next; /* hash chain while in flight, free list after */
   uint64_t token;
   dsp_probe_cb cb;
@@ -84,6 +99,8 @@ typedef struct probe {
 typedef struct sock {
   uv_poll_t poll;
   dsp_prober *owner;
+  shard *sh;                /* whose multi handle watches it (set by curl's
+                               socket callback, before any poll starts) */
   curl_socket_t fd;
   int events;               /* UV_READABLE|UV_WRITABLE being polled; 0: stopped */
   int watched;              /* curl wants events (between its IN/OUT and REMOVE) */
@@ -93,11 +110,18 @@ typedef struct sock {
   struct sock *pend_prev, *pend_next; /* the owner's socks with events waiting */
 } sock;
 
+/* One multi handle with its timer (see the top of the file). */
+struct shard {
+  dsp_prober *p;
+  CURLM *multi;
+  uv_timer_t timer;
+};
+
 struct dsp_prober {
   uv_loop_t *loop;
-  CURLM *multi;
+  shard *shards;
+  unsigned nshards;
   CURLU *url; /* scratch for validating URLs and naming hosts */
-  uv_timer_t timer;
   uv_idle_t later;  /* active while socks have events waiting */
   sock *pend_head, *pend_tail;
   sock *socks;
@@ -109,7 +133,7 @@ struct dsp_prober {
   size_t count; /* probes in flight */
   probe *free_list;
   size_t nfree, max_idle_easy;
-  int handles_open; /* timer, idle + socks not yet closed */
+  int handles_open; /* shard timers, idle + socks not yet closed */
   int closing;
   void (*done)(void *);
   void *done_arg;
@@ -121,6 +145,17 @@ static uint64_t url_hash(const char *s) {
   uint64_t h = 0xcbf29ce484222325ull;
   for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
   return h ? h : 1;
+}
+
+/* The shard of a URL: by its host and port (the text between "://" and the
+   path), so that every probe to one host:port shares one multi handle and
+   so its idle connections. */
+static shard *shard_of(dsp_prober *p, const char *url) {
+  const char *a = strstr(url, "://");
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (a = a ? a + 3 : url; *a && *a != '/' && *a != '?' && *a != '#'; a++)
+    h = (h ^ (unsigned char)*a) * 0x100000001b3ull;
+  return &p->shards[(h ^ (h >> 32)) % p->nshards];
 }
 
 /* --- token table ------------------------------------------------------- */
@@ -404,7 +439,7 @@ static void judge(dsp_prober *p, probe *pr, CURLcode rc, dsp_probe_result *r) {
 
 /* One finished transfer: judge it, put the handle back, then tell the
    caller (last, so the callback may do anything to the prober). */
-static void finish(dsp_prober *p, CURL *easy, CURLcode rc) {
+static void finish(dsp_prober *p, shard *sh, CURL *easy, CURLcode rc) {
   char *priv = NULL;
   probe *pr, **pp;
   dsp_probe_result r;
@@ -417,7 +452,8 @@ static void finish(dsp_prober *p, CURL *easy, CURLcode rc) {
   judge(p, pr, rc, &r);
   cb = pr->cb;
   arg = pr->arg;
-  curl_multi_remove_handle(p->multi, easy);
+  curl_multi_remove_handle(sh->multi, easy);
+  pr->sh = NULL;
   pp = find(p, pr->token);
   assert(*pp == pr);
   *pp = pr->next;
@@ -428,20 +464,21 @@ static void finish(dsp_prober *p, CURL *easy, CURLcode rc) {
   cb(arg, &r);
 }
 
-/* Every finished transfer, until curl has none left (or a callback closed
-   the prober: then the multi handle is gone). */
-static void drain(dsp_prober *p) {
+/* Every finished transfer of sh, until curl has none left (or a callback
+   closed the prober: then the multi handles are gone). */
+static void drain(shard *sh) {
+  dsp_prober *p = sh->p;
   CURLMsg *m;
   int left;
-  while (!p->closing && (m = curl_multi_info_read(p->multi, &left)) != NULL)
-    if (m->msg == CURLMSG_DONE) finish(p, m->easy_handle, m->data.result);
+  while (!p->closing && (m = curl_multi_info_read(sh->multi, &left)) != NULL)
+    if (m->msg == CURLMSG_DONE) finish(p, sh, m->easy_handle, m->data.result);
 }
 
-static void socket_action(dsp_prober *p, curl_socket_t fd, int flags) {
+static void socket_action(shard *sh, curl_socket_t fd, int flags) {
   int running;
-  CURLMcode mrc = curl_multi_socket_action(p->multi, fd, flags, &running);
+  CURLMcode mrc = curl_multi_socket_action(sh->multi, fd, flags, &running);
   if (mrc != CURLM_OK) DSP_WARN("probe: curl_multi_socket_action: %s", curl_multi_strerror(mrc));
-  drain(p);
+  drain(sh);
 }
 
 /* --- curl's sockets and timer on the loop ------------------------------ */
@@ -450,6 +487,7 @@ static void maybe_finish_close(dsp_prober *p) {
   void (*done)(void *) = p->done;
   void *arg = p->done_arg;
   if (!p->closing || p->handles_open > 0) return;
+  free(p->shards);
   free(p->byfd);
   free(p);
   if (done != NULL) done(arg);
@@ -526,7 +564,7 @@ static void on_later(uv_idle_t *h) {
     /* s may be closed inside (CURLOPT_CLOSESOCKETFUNCTION), and others
        with it (taken off the queue then); its memory lives until the
        close callback, but nothing here touches it again. */
-    socket_action(p, s->fd, flags);
+    socket_action(s->sh, s->fd, flags);
   }
 }
 
@@ -551,7 +589,7 @@ static void sock_watched(sock *s, int watched) {
 }
 
 static void on_timer(uv_timer_t *t) {
-  socket_action(DSP_CONTAINER_OF(t, dsp_prober, timer), CURL_SOCKET_TIMEOUT, 0);
+  socket_action(DSP_CONTAINER_OF(t, shard, timer), CURL_SOCKET_TIMEOUT, 0);
 }
 
 /* The sock for fd, made if there is none. NULL on failure. */
@@ -589,7 +627,8 @@ static sock *sock_get(dsp_prober *p, curl_socket_t fd) {
 /* CURLMOPT_SOCKETFUNCTION. If a poll cannot be set up the socket goes
    unwatched and its transfer ends by its own timeout: degraded, never stuck. */
 static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp) {
-  dsp_prober *p = userp;
+  shard *sh = userp;
+  dsp_prober *p = sh->p;
   sock *s = socketp;
   int events = 0;
   (void)easy;
@@ -617,8 +656,9 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
       DSP_WARN("probe: cannot watch socket %d", (int)fd);
       return 0;
     }
-    if (curl_multi_assign(p->multi, fd, s) != CURLM_OK) return 0;
+    if (curl_multi_assign(sh->multi, fd, s) != CURLM_OK) return 0;
   }
+  s->sh = sh;
   sock_watched(s, 1);
   sock_poll(s, events);
   return 0;
@@ -652,22 +692,33 @@ static int on_curl_close(void *clientp, curl_socket_t fd) {
 
 /* CURLMOPT_TIMERFUNCTION: -1 stop, 0 soon (next loop turn), else in ms. */
 static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp) {
-  dsp_prober *p = userp;
+  shard *sh = userp;
   (void)multi;
-  if (p->closing) return 0;
+  if (sh->p->closing) return 0;
   if (timeout_ms < 0)
-    uv_timer_stop(&p->timer);
+    uv_timer_stop(&sh->timer);
   else
-    uv_timer_start(&p->timer, on_timer, (uint64_t)timeout_ms, 0);
+    uv_timer_start(&sh->timer, on_timer, (uint64_t)timeout_ms, 0);
   return 0;
 }
 
 /* --- public ------------------------------------------------------------ */
 
+/* Closes whatever shards have a multi handle (before their timers exist). */
+static void shards_cleanup(dsp_prober *p) {
+  for (unsigned i = 0; i < p->nshards; i++)
+    if (p->shards[i].multi != NULL) curl_multi_cleanup(p->shards[i].multi);
+  free(p->shards);
+  p->shards = NULL;
+}
+
 dsp_prober *dsp_prober_new(uv_loop_t *loop, const dsp_prober_limits *limits) {
   unsigned max_connects = limits && limits->max_connects ? limits->max_connects
                                                          : MAX_CONNECTS_DEFAULT;
-  dsp_prober *p = calloc(1, sizeof(*p));
+  unsigned nshards = limits && limits->shards ? limits->shards : SHARDS_DEFAULT;
+  dsp_prober *p;
+  if (nshards > SHARDS_MAX) return NULL;
+  p = calloc(1, sizeof(*p));
   if (p == NULL) return NULL;
   p->loop = loop;
   p->max_idle_easy = limits && limits->max_idle_easy ? limits->max_idle_easy
@@ -677,28 +728,38 @@ dsp_prober *dsp_prober_new(uv_loop_t *loop, const dsp_prober_limits *limits) {
   if (p->table == NULL) goto fail;
   p->url = curl_url();
   if (p->url == NULL) goto fail;
-  p->multi = curl_multi_init();
-  if (p->multi == NULL) goto fail;
-  if (curl_multi_setopt(p->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket) != CURLM_OK ||
-      curl_multi_setopt(p->multi, CURLMOPT_SOCKETDATA, p) != CURLM_OK ||
-      curl_multi_setopt(p->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer) != CURLM_OK ||
-      curl_multi_setopt(p->multi, CURLMOPT_TIMERDATA, p) != CURLM_OK ||
-      curl_multi_setopt(p->multi, CURLMOPT_MAXCONNECTS, (long)max_connects) != CURLM_OK)
-    goto fail;
-  uv_timer_init(loop, &p->timer); /* cannot fail */
+  p->shards = calloc(nshards, sizeof(*p->shards));
+  if (p->shards == NULL) goto fail;
+  p->nshards = nshards;
+  for (unsigned i = 0; i < nshards; i++) {
+    shard *sh = &p->shards[i];
+    sh->p = p;
+    sh->multi = curl_multi_init();
+    if (sh->multi == NULL ||
+        curl_multi_setopt(sh->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket) != CURLM_OK ||
+        curl_multi_setopt(sh->multi, CURLMOPT_SOCKETDATA, sh) != CURLM_OK ||
+        curl_multi_setopt(sh->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer) != CURLM_OK ||
+        curl_multi_setopt(sh->multi, CURLMOPT_TIMERDATA, sh) != CURLM_OK ||
+        curl_multi_setopt(sh->multi, CURLMOPT_MAXCONNECTS, (long)max_connects) != CURLM_OK)
+      goto fail;
+  }
+  for (unsigned i = 0; i < nshards; i++) {
+    uv_timer_init(loop, &p->shards[i].timer); /* cannot fail */
+    p->shards[i].timer.data = p;
+  }
   uv_idle_init(loop, &p->later);
   uv_unref((uv_handle_t *)&p->later); /* the socks it serves keep the loop */
-  p->handles_open = 2;
+  p->handles_open = 1 + (int)nshards;
   return p;
 fail:
-  if (p->multi != NULL) curl_multi_cleanup(p->multi);
+  shards_cleanup(p);
   curl_url_cleanup(p->url);
   free(p->table);
   free(p);
   return NULL;
 }
 
-/* The timer's or the idle handle's close (data: the prober). */
+/* A shard timer's or the idle handle's close (data: the prober). */
 static void on_own_handle_closed(uv_handle_t *h) {
   dsp_prober *p = h->data;
   p->handles_open--;
@@ -715,7 +776,7 @@ void dsp_prober_close(dsp_prober *p, void (*done)(void *arg), void *arg) {
     while (p->table[i] != NULL) {
       probe *pr = p->table[i];
       p->table[i] = pr->next;
-      curl_multi_remove_handle(p->multi, pr->easy);
+      curl_multi_remove_handle(pr->sh->multi, pr->easy);
       probe_destroy(pr);
     }
   }
@@ -727,15 +788,18 @@ void dsp_prober_close(dsp_prober *p, void (*done)(void *arg), void *arg) {
   }
   p->nfree = 0;
   /* May still report CURL_POLL_REMOVE for sockets it closes. */
-  curl_multi_cleanup(p->multi);
-  p->multi = NULL;
+  for (unsigned i = 0; i < p->nshards; i++) {
+    curl_multi_cleanup(p->shards[i].multi);
+    p->shards[i].multi = NULL;
+  }
   curl_url_cleanup(p->url);
   p->url = NULL;
   free(p->table);
   p->table = NULL;
   while (p->socks != NULL) sock_close(p->socks);
-  p->timer.data = p->later.data = p;
-  uv_close((uv_handle_t *)&p->timer, on_own_handle_closed);
+  for (unsigned i = 0; i < p->nshards; i++)
+    uv_close((uv_handle_t *)&p->shards[i].timer, on_own_handle_closed);
+  p->later.data = p;
   uv_close((uv_handle_t *)&p->later, on_own_handle_closed);
 }
 
@@ -801,7 +865,9 @@ int dsp_probe_start(dsp_prober *p, uint64_t token, const dsp_probe_spec *spec, d
   if (err != 0) goto fail;
   /* Calls on_curl_timer (0: start on the next loop turn), never a transfer
      callback, so nothing completes inside dsp_probe_start. */
-  if (curl_multi_add_handle(p->multi, pr->easy) != CURLM_OK) {
+  pr->sh = shard_of(p, spec->url);
+  if (curl_multi_add_handle(pr->sh->multi, pr->easy) != CURLM_OK) {
+    pr->sh = NULL;
     err = UV_ENOMEM;
     goto fail;
   }
@@ -825,7 +891,8 @@ void dsp_probe_cancel(dsp_prober *p, uint64_t token) {
   *pp = pr->next;
   p->count--;
   /* Also drops a DONE message not yet read (curl's multi.c). */
-  curl_multi_remove_handle(p->multi, pr->easy);
+  curl_multi_remove_handle(pr->sh->multi, pr->easy);
+  pr->sh = NULL;
   probe_recycle(p, pr);
   p->stats.cancelled++;
 }

@@ -68,9 +68,11 @@ typedef struct {
 /* Tuning; dsp_prober_new() takes NULL for the defaults, and 0 in a field
    means that field's default. */
 typedef struct {
-  unsigned max_connects;  /* idle keep-alive connections kept (curl's
-                             CURLMOPT_MAXCONNECTS); default 1024 */
+  unsigned max_connects;  /* idle keep-alive connections kept by each shard
+                             (curl's CURLMOPT_MAXCONNECTS); default 1024 */
   unsigned max_idle_easy; /* finished easy handles kept for reuse; 1024 */
+  unsigned shards;        /* curl multi handles, probes spread over them by
+                             host:port; 1..4096, default 256 */
 } dsp_prober_limits;
 
 /* Counters since dsp_prober_new(). */

@@ -48,7 +48,7 @@ add_executable(test_probe tests/integration/test_probe.c)
 target_include_directories(test_probe PRIVATE ${CMAKE_SOURCE_DIR}/tests)
 target_link_libraries(test_probe PRIVATE dsp_probe)
 dsp_scenarios(test_probe probe ok status body body_too_large redirect refused timeout dns
-  cancel idle_closed many close close_in_callback bad_args bench)
+  cancel idle_closed many close close_in_callback bad_args bench many_hosts)
 
 # Health checking end to end: real members, real HTTP workers.
 add_executable(test_checks tests/integration/test_checks.c)

@@ -343,7 +343,12 @@ static void test_killed_and_recovered(void) {
   CHECK_INT(wi.consecutive_ok, ==, 0);
   CHECK(wi.consecutive_fail >= 3);
   CHECK(th_log_has(logs[0], "worker w1 down: 3 consecutive failures: connection refused", 0));
-  CHECK(failures_of(lead, "w1", "refused") >= 3);
+  /* Every failure counted by its kind: refused, but for the one probe that
+     may be in flight on the kept-alive connection as the worker dies,
+     which fails on the reset as "other" (seen once in a loaded run). */
+  CHECK(failures_of(lead, "w1", "refused") >= 2);
+  CHECK(failures_of(lead, "w1", "other") <= 1);
+  CHECK(failures_of(lead, "w1", "refused") + failures_of(lead, "w1", "other") >= 3);
   CHECK_INT(failures_of(lead, "w1", "timeout"), ==, 0);
   for (int m = 0; m < NMEM; m++) {
     int seen[NWORK + 1] = {0};

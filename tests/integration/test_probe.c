@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -201,13 +202,15 @@ static void on_connection(uv_stream_t *l, int status) {
     conn_close(c);
 }
 
-static int server_start(uv_loop_t *loop, server *s) {
+/* Listens on 127.0.0.1, or with `any` on every address (so 127.a.b.c reach
+   it: many hosts for one server). */
+static int server_start(uv_loop_t *loop, server *s, int any) {
   struct sockaddr_in a;
   struct sockaddr_storage got;
   int len = sizeof(got);
   memset(s, 0, sizeof(*s));
   if (big[0] == 0) memset(big, 'x', sizeof(big));
-  uv_ip4_addr("127.0.0.1", 0, &a);
+  uv_ip4_addr(any ? "0.0.0.0" : "127.0.0.1", 0, &a);
   uv_tcp_init(loop, &s->listener);
   s->listener.data = s;
   if (uv_tcp_bind(&s->listener, (struct sockaddr *)&a, 0) != 0 ||
@@ -256,16 +259,18 @@ static void on_prober_done(void *arg) {
   prober_done++;
 }
 
-static int setup(const dsp_prober_limits *limits) {
+static int setup_on(const dsp_prober_limits *limits, int any) {
   seq = ndone = guard_fired = prober_done = 0;
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return -1;
   if (uv_loop_init(&loop) != 0) return -1;
   uv_timer_init(&loop, &guard);
   uv_unref((uv_handle_t *)&guard);
-  if (server_start(&loop, &srv) != 0) return -1;
+  if (server_start(&loop, &srv, any) != 0) return -1;
   prober = dsp_prober_new(&loop, limits);
   return prober ? 0 : -1;
 }
+
+static int setup(const dsp_prober_limits *limits) { return setup_on(limits, 0); }
 
 /* Run the loop until *counter reaches target; 0, or -1 after timeout_ms. */
 static int run_until(int *counter, int target, int timeout_ms) {
@@ -467,6 +472,57 @@ static void test_redirect(void) {
   CHECK_STR(a.r.reason, want);
   CHECK(b.r.ok && b.r.status == 302);
   CHECK_INT(srv.ok_requests, ==, 0); /* the Location was never fetched */
+  CHECK(teardown(1) == 0);
+}
+
+/* Many hosts, each probed twice: every host keeps its keep-alive
+   connection between rounds, even past the per-shard cache size (curl's
+   cache is per multi handle: one shared by all hosts would have evicted
+   and reconnected, and walked every connection on each probe's removal).
+   HOSTS distinct addresses 127.1.a.b reach one server on 0.0.0.0. */
+#define HOSTS 1500
+static rec hosts_recs[HOSTS];
+
+static void test_many_hosts(void) {
+  dsp_prober_limits lim = {.max_connects = 64, .shards = 64};
+  dsp_probe_stats st;
+  uint64_t first;
+  struct rlimit rl;
+  /* Each connection holds two fds here: the prober's and the server's. */
+  CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+  if (rl.rlim_cur < 2 * HOSTS + 256) {
+    rl.rlim_cur = rl.rlim_max;
+    CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0);
+    CHECK(rl.rlim_cur >= 2 * HOSTS + 256);
+  }
+  CHECK(setup_on(&lim, 1) == 0);
+  for (int round = 0; round < 2; round++) {
+    ndone = 0;
+    memset(hosts_recs, 0, sizeof(hosts_recs));
+    for (int i = 0; i < HOSTS; i++) {
+      char u[96];
+      dsp_probe_spec s;
+      memset(&s, 0, sizeof(s));
+      snprintf(u, sizeof(u), "http://127.1.%d.%d:%d/ok", i / 250, i % 250 + 1, srv.port);
+      s.url = u;
+      s.timeout_ms = 30000;
+      CHECK_INT(start((uint64_t)i, &s, &hosts_recs[i]), ==, 0);
+    }
+    CHECK(run_until(&ndone, HOSTS, 120000) == 0);
+    for (int i = 0; i < HOSTS; i++) {
+      if (!hosts_recs[i].r.ok) fprintf(stderr, "host %d: %s\n", i, hosts_recs[i].r.reason);
+      CHECK(hosts_recs[i].called == 1 && hosts_recs[i].r.ok);
+    }
+    dsp_prober_stats(prober, &st);
+    fprintf(stderr, "many_hosts: round %d, %" PRIu64 " connections made\n", round + 1,
+            st.connects);
+    if (round == 0) {
+      CHECK_INT(st.connects, ==, HOSTS);
+      first = st.connects;
+    } else {
+      CHECK_INT(st.connects, ==, first); /* every connection reused */
+    }
+  }
   CHECK(teardown(1) == 0);
 }
 
@@ -869,7 +925,7 @@ static void test_bench(void) {
   if (pid == 0) { /* the responder, on its own core */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     close(pfd[0]);
-    if (uv_loop_init(&loop) != 0 || server_start(&loop, &srv) != 0) _exit(1);
+    if (uv_loop_init(&loop) != 0 || server_start(&loop, &srv, 0) != 0) _exit(1);
     if (write(pfd[1], &srv.port, sizeof(srv.port)) != (ssize_t)sizeof(srv.port)) _exit(1);
     uv_run(&loop, UV_RUN_DEFAULT);
     _exit(0);
@@ -903,7 +959,7 @@ static const test_entry tests[] = {
     TEST(test_ok),      TEST(test_status),  TEST(test_body),   TEST(test_body_too_large),
     TEST(test_redirect), TEST(test_refused), TEST(test_timeout), TEST(test_dns),
     TEST(test_cancel),  TEST(test_idle_closed), TEST(test_many),    TEST(test_close),  TEST(test_close_in_callback),
-    TEST(test_bad_args), TEST(test_bench),
+    TEST(test_bad_args), TEST(test_bench), TEST(test_many_hosts),
 };
 
 TEST_MAIN(tests)
