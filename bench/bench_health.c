@@ -81,6 +81,7 @@ static struct {
   char whost[DSP_ADDR_MAX];
   int wport;
   int n, seconds, conns, dead, rounds;
+  int distinct; /* --distinct-hosts: worker wI checked at 127.x.y.z, not -w's host */
   long rate; /* the open-loop windows' requests a second; 0 until set */
   long interval_ms, timeout_ms, fall, jitter;
   long coord_pid, worker_pid;
@@ -443,7 +444,11 @@ static int admin_send(admin_kind kind, int i) {
     add.addr = addr;
     add.weight = 1;
     if (kind == ADD_CHECKED) {
-      snprintf(check, sizeof(check), "http://%s/w/%d/health", S.worker, i);
+      if (S.distinct)
+        snprintf(check, sizeof(check), "http://127.%d.%d.%d:%d/w/%d/health", 1 + (i >> 16),
+                 (i >> 8) & 255, i & 255, S.wport, i);
+      else
+        snprintf(check, sizeof(check), "http://%s/w/%d/health", S.worker, i);
       add.check = check;
     }
     r.body_case = DSP_PB(REQUEST__BODY_WORKER_ADD);
@@ -789,9 +794,10 @@ static void report(void) {
   double ideal = (double)S.n * 1000.0 / (double)S.interval_ms;
   char name[96], got[32], want[32];
 
-  printf("\nbench-health: %d workers, check interval %ld ms, timeout %ld ms, fall %ld, "
+  printf("\nbench-health: %d workers (%s), check interval %ld ms, timeout %ld ms, fall %ld, "
          "jitter %ld%%; windows of %d s; %d rounds of A then B\n",
-         S.n, S.interval_ms, S.timeout_ms, S.fall, S.jitter, S.seconds, S.rounds);
+         S.n, S.distinct ? "each checked at its own 127.x.y.z" : "all checked at -w's address",
+         S.interval_ms, S.timeout_ms, S.fall, S.jitter, S.seconds, S.rounds);
   printf("\n%-12s %-13s %9s %8s %8s %9s %7s %7s %9s %7s %6s %6s %7s\n", "phase", "load",
          "req/s", "p50 ms", "p99 ms", "p99.9 ms", "coord", "worker", "probes/s", "period", "min/id",
          "max/id", "want/id");
@@ -985,6 +991,10 @@ static void usage(FILE *out) {
 "                           3); routing figures are compared by their medians\n"
 "  -R, --rate RATE          the open-loop windows' requests a second (default:\n"
 "                           half the first A window's at depth 1, in thousands)\n"
+"      --distinct-hosts     check worker wI at its own address, 127.(1+I/65536).\n"
+"                           (I/256%%256).(I%%256), on -w's port (the worker must\n"
+"                           listen on 0.0.0.0): one host each, as in a real fleet,\n"
+"                           instead of all behind -w's address\n"
 "      --pid PID            the coordinator's pid, for its CPU (default: none)\n"
 "      --worker-pid PID     the worker's pid, for its CPU (default: none)\n"
 "      --interval MS        the coordinator's --check-interval (default 1000)\n"
@@ -1014,7 +1024,7 @@ int main(int argc, char **argv) {
       {"timeout", required_argument, NULL, 4},    {"fall", required_argument, NULL, 5},
       {"dead", required_argument, NULL, 6},       {"dispatch-bench", required_argument, NULL, 7},
       {"jitter", required_argument, NULL, 8},     {"rounds", required_argument, NULL, 'r'},
-      {"rate", required_argument, NULL, 'R'},
+      {"rate", required_argument, NULL, 'R'},     {"distinct-hosts", no_argument, NULL, 9},
       {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
   static char bench_path[4096];
   char err[512] = "", body[512] = "";
@@ -1081,6 +1091,7 @@ int main(int argc, char **argv) {
         S.dead = (int)v;
         break;
       case 7: S.dispatch_bench = optarg; break;
+      case 9: S.distinct = 1; break;
       case 8:
         if (dsp_parse_int(optarg, 0, 100, &v) != 0) return bad("--jitter: not 0-100:", optarg);
         S.jitter = (long)v;
@@ -1155,8 +1166,12 @@ int main(int argc, char **argv) {
 
     /* Phase B: the same workers, checked. */
     if (remove_all("B") != 0) goto out;
-    progress("phase B%d: adding %d workers checked at http://%s/w/I/health", r + 1, S.n,
-             S.worker);
+    if (S.distinct)
+      progress("phase B%d: adding %d workers checked at http://127.x.y.z:%d/w/I/health", r + 1,
+               S.n, S.wport);
+    else
+      progress("phase B%d: adding %d workers checked at http://%s/w/I/health", r + 1, S.n,
+               S.worker);
     t = now_ns();
     if (admin_timed(ADD_CHECKED, &ADM.add_check_s, &ADM.add_check_failed) != 0) goto out;
     if (table_wait(S.n, S.n, 300, &tv) != 0) {

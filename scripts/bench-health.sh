@@ -2,7 +2,7 @@
 # bench-health.sh: the health-check benchmark, in one run.
 #
 #   scripts/bench-health.sh [-d SECONDS] [-n WORKERS] [-j JITTER_PCT] [-r ROUNDS]
-#                           [-R RATE]
+#                           [-R RATE] [-H]
 #                              (defaults 10 s, 10000 workers, 0%, 3 rounds)
 #
 # Starts a private ZooKeeper (temp dir, free ports), one dispatch-worker
@@ -21,6 +21,9 @@
 #      the probes each identity received per window;
 #   C. sets 5 workers to fail and routes until they are gone, timing each
 #      from its death to its last appearance in a routing decision.
+# With -H each worker is checked at its own address (127.x.y.z, the worker
+# listening on 0.0.0.0), one connection per host as in a real fleet;
+# without it all are checked at 127.0.0.1, so they share a few connections.
 # A and B run in turn, ROUNDS times each (A B A B A B), and the routing
 # figures are compared by their medians over the rounds: the machine drifts
 # by 10-15% over a minute, more than one pair of windows can separate from
@@ -38,6 +41,7 @@ secs=10
 workers=10000
 rounds=3
 rate=()
+distinct=() listen_host=127.0.0.1
 interval=1000 timeout=500 fall=3 jitter=0
 while (($#)); do
   case $1 in
@@ -46,6 +50,7 @@ while (($#)); do
     -j) jitter=${2:?-j needs a percentage}; shift 2 ;;
     -r) rounds=${2:?-r needs a count}; shift 2 ;;
     -R) rate=(-R "${2:?-R needs requests a second}"); shift 2 ;;
+    -H) distinct=(--distinct-hosts) listen_host=0.0.0.0; shift ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "bench-health.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
@@ -89,7 +94,7 @@ for _ in $(seq 300); do
   sleep 0.1
 done
 
-"$build/bin/dispatch-worker" --listen "127.0.0.1:$worker_port" --identities "$workers" \
+"$build/bin/dispatch-worker" --listen "$listen_host:$worker_port" --identities "$workers" \
   --quiet >"$work/worker.out" 2>"$work/worker.log" &
 worker_pid=$!
 pids+=("$worker_pid")
@@ -112,7 +117,7 @@ done
 
 rc=0
 "$build/bin/bench-health" -s "127.0.0.1:$member_port" -w "127.0.0.1:$worker_port" \
-  -n "$workers" -d "$secs" -r "$rounds" "${rate[@]}" --pid "$coord_pid" --worker-pid "$worker_pid" \
+  -n "$workers" -d "$secs" -r "$rounds" "${rate[@]}" "${distinct[@]}" --pid "$coord_pid" --worker-pid "$worker_pid" \
   --interval "$interval" --timeout "$timeout" --fall "$fall" --jitter "$jitter" || rc=$?
 kill -0 "$coord_pid" 2>/dev/null || { echo "bench-health.sh: dispatcherd died; its log:" >&2; rc=1; }
 if ((rc != 0)) && [[ -s $work/d1.log ]]; then
