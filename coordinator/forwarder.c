@@ -115,7 +115,8 @@ static void release(dsp_forwarder *f, slot *s) {
 }
 
 static void answer_error(dsp_forwarder *f, slot *s, int code, const char *msg) {
-  for (unsigned i = 0; i < s->nwait; i++) dsp_rpc_reply_error(s->w[i].conn, s->w[i].id, 0, code, msg);
+  for (unsigned i = 0; i < s->nwait; i++)
+    dsp_rpc_reply_error(s->w[i].conn, s->w[i].id, 0, code, msg);
   release(f, s);
 }
 

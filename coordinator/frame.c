@@ -235,14 +235,6 @@ int dsp_pb_peek(const uint8_t *p, size_t n, dsp_pb_envelope *out) {
 
 /* ---- route batches (forwarder.c) ------------------------------------------ */
 
-int dsp_pb_route_single(const uint8_t *p, size_t n, const uint8_t **route, size_t *routelen) {
-  dsp_pb_envelope env;
-  if (dsp_pb_peek(p, n, &env) != 0 || !env.single) return 0;
-  *route = env.route;
-  *routelen = env.routelen;
-  return 1;
-}
-
 /* A one-byte tag, then a varint (a value, or the length of what follows). */
 static size_t put_tagged(uint8_t *out, uint8_t tag, uint64_t v) {
   out[0] = tag;

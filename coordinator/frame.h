@@ -111,13 +111,12 @@ int dsp_pb_peek(const uint8_t *p, size_t n, dsp_pb_envelope *out);
  * many, and hands each client one decision of the reply, in order
  * (forwarder.c; docs/protocol.md, "Forwarding").
  *
- * dsp_pb_route_single: 1 when dsp_pb_peek() accepts the Request p[n] and
- * finds it `single`; *route and *routelen are then its RouteRequest's bytes.
- * 0 for anything else.
+ * Which requests may join a batch is dsp_pb_peek()'s `single` (above).
  *
- * dsp_pb_route_batch: the frame (header included) of Request{route = those
- * bytes with count set to `count`; id = origin_id = id} into out (origin_id
- * marks it forwarded, as forwarder.c marks every request it passes on), which has room for
+ * dsp_pb_route_batch: the frame (header included) of Request{route = the
+ * RouteRequest bytes route[routelen] with count set to `count`; id =
+ * origin_id = id} into out (origin_id marks it forwarded, as forwarder.c
+ * marks every request it passes on), which has room for
  * DSP_ROUTE_BATCH_FRAME_MAX(routelen) bytes; returns its length.
  *
  * dsp_pb_next_decision: the next Decision in the RouteReply p[n], from
@@ -132,7 +131,6 @@ int dsp_pb_peek(const uint8_t *p, size_t n, dsp_pb_envelope *out);
 #define DSP_ROUTE_SUB_MAX 256
 #define DSP_ROUTE_BATCH_FRAME_MAX(routelen) (DSP_FRAME_HEADER + (routelen) + 40)
 #define DSP_ROUTE_REPLY_HEAD_MAX 34
-int dsp_pb_route_single(const uint8_t *p, size_t n, const uint8_t **route, size_t *routelen);
 size_t dsp_pb_route_batch(uint8_t *out, const uint8_t *route, size_t routelen, uint32_t count,
                           uint64_t id);
 int dsp_pb_next_decision(const uint8_t *p, size_t n, size_t *off, const uint8_t **dec,

@@ -26,9 +26,10 @@
  * the benchmark) make every start cost thousands of steps. Without the cap
  * a few seconds' stall (SIGSTOP, a swapped-out VM) left thousands in flight,
  * every start slow, probes later and later: a loop at 100% CPU that never
- * recovered. Entries hang off the
- * table through dsp_balance_set_data(), so a Report finds its worker's
- * health without a second lookup.
+ * recovered.
+ *
+ * Entries hang off the table through dsp_balance_set_data(), so a Report
+ * finds its worker's health without a second lookup.
  *
  * Lifetimes: an entry is referenced by its tick timer handle and by a
  * record write in flight; it is freed when the last of them lets go.
@@ -46,6 +47,7 @@
 #include <time.h>
 #include <zookeeper/zookeeper.h>
 
+#include "fifo.h"
 #include "log.h"
 #include "probe.h"
 #include "util.h"
@@ -69,8 +71,7 @@ typedef struct entry {
   uv_timer_t tick_timer;
   int refs;                /* open handle + record writes in flight */
   int probing;             /* a probe in flight */
-  int queued;              /* due, waiting in the pacer's FIFO */
-  struct entry *q_prev, *q_next;
+  dsp_fifo_link queued;    /* due, waiting in the pacer's queue */
   int rephase;             /* the next round picks a random phase */
   uint64_t due;            /* loop time (uv_now) the next round starts */
   int waiting_record;      /* added before the records were read */
@@ -98,8 +99,7 @@ struct dsp_monitor {
   dsp_wheel wheel;         /* every entry's next round */
   uv_timer_t wheel_timer;  /* set for dsp_wheel_next() */
   uint64_t wheel_armed;    /* when it fires; UINT64_MAX: stopped */
-  entry *q_head, *q_tail;  /* due probes, oldest first */
-  size_t nqueued;
+  dsp_fifo queue;          /* due probes (entry.queued), oldest first */
   size_t inflight;         /* probes started, not yet done or cancelled */
   dsp_member *member;
   dsp_prober *prober;
@@ -323,7 +323,7 @@ static void probe_over(entry *e) {
   if (!e->probing) return;
   e->probing = 0;
   m->inflight--;
-  if (m->nqueued > 0 && !m->closing) uv_idle_start(&m->pacer, on_pace); /* no-op if running */
+  if (m->queue.n > 0 && !m->closing) uv_idle_start(&m->pacer, on_pace); /* no-op if running */
 }
 
 static void on_probe_done(void *arg, const dsp_probe_result *r) {
@@ -367,27 +367,20 @@ static void probe_now(entry *e) {
 
 static void unqueue(entry *e) {
   dsp_monitor *m = e->m;
-  if (!e->queued) return;
-  if (e->q_prev) e->q_prev->q_next = e->q_next;
-  else m->q_head = e->q_next;
-  if (e->q_next) e->q_next->q_prev = e->q_prev;
-  else m->q_tail = e->q_prev;
-  e->q_prev = e->q_next = NULL;
-  e->queued = 0;
-  m->nqueued--;
-  if (m->nqueued == 0) uv_idle_stop(&m->pacer);
+  dsp_fifo_remove(&m->queue, &e->queued);
+  if (m->queue.n == 0) uv_idle_stop(&m->pacer);
 }
 
 static void on_pace(uv_idle_t *h) {
   dsp_monitor *m = DSP_CONTAINER_OF(h, dsp_monitor, pacer);
-  size_t n = 1 + m->nqueued / PACE_SHARE;
+  size_t n = 1 + m->queue.n / PACE_SHARE;
   if (m->inflight >= MAX_INFLIGHT) {
     uv_idle_stop(&m->pacer); /* probe_over() starts it again */
     return;
   }
   if (n > MAX_INFLIGHT - m->inflight) n = MAX_INFLIGHT - m->inflight;
-  while (n-- > 0 && m->q_head != NULL) {
-    entry *e = m->q_head;
+  while (n-- > 0 && m->queue.head != NULL) {
+    entry *e = DSP_CONTAINER_OF(m->queue.head, entry, queued);
     unqueue(e);
     probe_now(e); /* may not touch the queue: its callback runs later */
   }
@@ -395,14 +388,8 @@ static void on_pace(uv_idle_t *h) {
 
 static void enqueue(entry *e) {
   dsp_monitor *m = e->m;
-  if (e->queued) return;
-  e->q_prev = m->q_tail;
-  e->q_next = NULL;
-  if (m->q_tail) m->q_tail->q_next = e;
-  else m->q_head = e;
-  m->q_tail = e;
-  e->queued = 1;
-  if (m->nqueued++ == 0) uv_idle_start(&m->pacer, on_pace);
+  dsp_fifo_push(&m->queue, &e->queued);
+  uv_idle_start(&m->pacer, on_pace); /* no-op if running */
 }
 
 static void on_probe_due(entry *e) {

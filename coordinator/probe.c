@@ -63,6 +63,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "fifo.h"
 #include "log.h"
 #include "util.h"
 
@@ -106,8 +107,8 @@ typedef struct sock {
   int watched;              /* curl wants events (between its IN/OUT and REMOVE) */
   int owned;                /* opened by on_curl_open: curl closes it through us */
   int pend_flags;           /* CURL_CSELECT_* waiting for curl (see on_later) */
+  dsp_fifo_link pend;       /* on the owner's `pend` while events wait */
   struct sock *prev, *next; /* owner's open polls */
-  struct sock *pend_prev, *pend_next; /* the owner's socks with events waiting */
 } sock;
 
 /* One multi handle with its timer (see the top of the file). */
@@ -123,7 +124,7 @@ struct dsp_prober {
   unsigned nshards;
   CURLU *url; /* scratch for validating URLs and naming hosts */
   uv_idle_t later;  /* active while socks have events waiting */
-  sock *pend_head, *pend_tail;
+  dsp_fifo pend;    /* socks with events waiting (sock.pend) */
   sock *socks;
   sock **byfd;      /* the sock of each fd curl has open, by number */
   size_t nbyfd;
@@ -140,10 +141,16 @@ struct dsp_prober {
   dsp_probe_stats stats;
 };
 
-/* 64-bit FNV-1a, never 0 (the empty slot of urls_ok). */
-static uint64_t url_hash(const char *s) {
+/* 64-bit FNV-1a of s[0..n). */
+static uint64_t fnv1a(const char *s, size_t n) {
   uint64_t h = 0xcbf29ce484222325ull;
-  for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
+  return h;
+}
+
+/* A URL's hash, never 0 (the empty slot of urls_ok). */
+static uint64_t url_hash(const char *s) {
+  uint64_t h = fnv1a(s, strlen(s));
   return h ? h : 1;
 }
 
@@ -152,9 +159,9 @@ static uint64_t url_hash(const char *s) {
    so its idle connections. */
 static shard *shard_of(dsp_prober *p, const char *url) {
   const char *a = strstr(url, "://");
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (a = a ? a + 3 : url; *a && *a != '/' && *a != '?' && *a != '#'; a++)
-    h = (h ^ (unsigned char)*a) * 0x100000001b3ull;
+  uint64_t h;
+  a = a ? a + 3 : url;
+  h = fnv1a(a, strcspn(a, "/?#"));
   return &p->shards[(h ^ (h >> 32)) % p->nshards];
 }
 
@@ -503,14 +510,10 @@ static void on_sock_closed(uv_handle_t *h) {
 
 static void pend_remove(sock *s) {
   dsp_prober *p = s->owner;
-  if (!s->pend_flags) return;
-  if (s->pend_prev) s->pend_prev->pend_next = s->pend_next;
-  else p->pend_head = s->pend_next;
-  if (s->pend_next) s->pend_next->pend_prev = s->pend_prev;
-  else p->pend_tail = s->pend_prev;
-  s->pend_prev = s->pend_next = NULL;
+  if (!s->pend.linked) return;
+  dsp_fifo_remove(&p->pend, &s->pend);
   s->pend_flags = 0;
-  if (p->pend_head == NULL) uv_idle_stop(&p->later);
+  if (p->pend.n == 0) uv_idle_stop(&p->later);
 }
 
 static void sock_close(sock *s) {
@@ -542,23 +545,16 @@ static void on_poll(uv_poll_t *h, int status, int events) {
     if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
     if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
   }
-  if (!s->pend_flags) {
-    dsp_prober *p = s->owner;
-    s->pend_prev = p->pend_tail;
-    s->pend_next = NULL;
-    if (p->pend_tail) p->pend_tail->pend_next = s;
-    else p->pend_head = s;
-    p->pend_tail = s;
-    uv_idle_start(&p->later, on_later); /* no-op if running */
-  }
+  dsp_fifo_push(&s->owner->pend, &s->pend);
+  uv_idle_start(&s->owner->later, on_later); /* no-op if running */
   s->pend_flags |= flags ? flags : CURL_CSELECT_IN;
 }
 
 /* The events queued by on_poll, to curl (see the top of the file). */
 static void on_later(uv_idle_t *h) {
   dsp_prober *p = DSP_CONTAINER_OF(h, dsp_prober, later);
-  sock *s;
-  while (!p->closing && (s = p->pend_head) != NULL) {
+  while (!p->closing && p->pend.head != NULL) {
+    sock *s = DSP_CONTAINER_OF(p->pend.head, sock, pend);
     int flags = s->pend_flags;
     pend_remove(s);
     /* s may be closed inside (CURLOPT_CLOSESOCKETFUNCTION), and others
@@ -704,12 +700,13 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp) {
 
 /* --- public ------------------------------------------------------------ */
 
-/* Closes whatever shards have a multi handle (before their timers exist). */
+/* Cleans up every shard's multi handle that exists (the timers and the
+   array stay). curl may still report CURL_POLL_REMOVE for sockets it closes. */
 static void shards_cleanup(dsp_prober *p) {
-  for (unsigned i = 0; i < p->nshards; i++)
+  for (unsigned i = 0; i < p->nshards; i++) {
     if (p->shards[i].multi != NULL) curl_multi_cleanup(p->shards[i].multi);
-  free(p->shards);
-  p->shards = NULL;
+    p->shards[i].multi = NULL;
+  }
 }
 
 dsp_prober *dsp_prober_new(uv_loop_t *loop, const dsp_prober_limits *limits) {
@@ -752,7 +749,8 @@ dsp_prober *dsp_prober_new(uv_loop_t *loop, const dsp_prober_limits *limits) {
   p->handles_open = 1 + (int)nshards;
   return p;
 fail:
-  shards_cleanup(p);
+  shards_cleanup(p); /* nshards is 0 until the array exists */
+  free(p->shards);
   curl_url_cleanup(p->url);
   free(p->table);
   free(p);
@@ -787,11 +785,7 @@ void dsp_prober_close(dsp_prober *p, void (*done)(void *arg), void *arg) {
     probe_destroy(pr);
   }
   p->nfree = 0;
-  /* May still report CURL_POLL_REMOVE for sockets it closes. */
-  for (unsigned i = 0; i < p->nshards; i++) {
-    curl_multi_cleanup(p->shards[i].multi);
-    p->shards[i].multi = NULL;
-  }
+  shards_cleanup(p);
   curl_url_cleanup(p->url);
   p->url = NULL;
   free(p->table);

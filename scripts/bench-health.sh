@@ -63,9 +63,9 @@ cmake --build "$build" --target dispatcherd dispatch-worker dispatch-bench bench
   -j"$(nproc)" >/dev/null
 
 work=$(mktemp -d /tmp/dsp-bench-health-XXXXXX)
-# Below Linux's ephemeral range (32768 on): the coordinator holds hundreds of
-# keep-alive probe connections whose local ports nc -z cannot see.
-port() { local p; for _ in $(seq 100); do p=$((20000 + RANDOM % 12000)); nc -z 127.0.0.1 "$p" 2>/dev/null || { echo "$p"; return; }; done; exit 1; }
+# Below the ephemeral range: the coordinator's probe connections and the
+# clients of tests running alongside hold local ports nc -z cannot see.
+port() { "$root/scripts/free_port.sh" || exit 1; }
 zk_port=$(port)
 member_port=$(port)
 while [[ $member_port == "$zk_port" ]]; do member_port=$(port); done

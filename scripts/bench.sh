@@ -33,7 +33,9 @@ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" --target dispatcherd dispatchctl dispatch-bench -j"$(nproc)" >/dev/null
 
 work=$(mktemp -d /tmp/dsp-bench-XXXXXX)
-port() { local p; for _ in $(seq 100); do p=$((20000 + RANDOM % 30000)); nc -z 127.0.0.1 "$p" 2>/dev/null || { echo "$p"; return; }; done; exit 1; }
+# Below the ephemeral range: the coordinator's probe connections and the
+# clients of tests running alongside hold local ports nc -z cannot see.
+port() { "$root/scripts/free_port.sh" || exit 1; }
 export DSP_CLUSTER_DIR="$work/cluster" DSP_BUILD_DIR="$build" DSP_ZK_PORT DSP_BASE_PORT DSP_CLUSTER=bench
 export DSP_DEMO_WORKERS=0 # the bench registers its own (unprobed) workers
 DSP_ZK_PORT=$(port)

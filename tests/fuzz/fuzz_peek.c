@@ -5,9 +5,9 @@
  * coordinator would otherwise reject a forwarded frame and drop the
  * follower's link). Any disagreement aborts.
  *
- * The same for dsp_pb_route_single(), which lets a follower gather Routes
- * into one: what it accepts decodes to a Route for one decision, and the
- * batch built from it decodes to the same strategy and key with the
+ * The same for its `single` verdict, which lets a follower gather Routes
+ * into one: what it calls single decodes to a Route for one decision, and
+ * the batch built from it decodes to the same strategy and key with the
  * batch's count and id.
  */
 #include <stddef.h>
@@ -20,13 +20,13 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void check_batch(const uint8_t *data, size_t size) {
-  const uint8_t *route;
-  size_t routelen, n;
+/* env: dsp_pb_peek()'s reading of data, which it accepted as single. */
+static void check_batch(const uint8_t *data, size_t size, const dsp_pb_envelope *env) {
+  const uint8_t *route = env->route;
+  size_t routelen = env->routelen, n;
   uint8_t out[DSP_ROUTE_BATCH_FRAME_MAX(DSP_ROUTE_SUB_MAX)];
   dsp_pb_request *orig, *batch;
   uint32_t count = 1 + (uint32_t)(size % 200);
-  if (!dsp_pb_route_single(data, size, &route, &routelen)) return;
   orig = dispatcher__v1__request__unpack(NULL, size, data);
   if (orig == NULL || orig->body_case != DSP_PB(REQUEST__BODY_ROUTE) || orig->route->count > 1 ||
       orig->origin_id != 0 || orig->client_token != 0 || routelen > DSP_ROUTE_SUB_MAX)
@@ -48,8 +48,8 @@ static void check_batch(const uint8_t *data, size_t size) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   dsp_pb_envelope env;
   dsp_pb_request *req;
-  check_batch(data, size);
   if (dsp_pb_peek(data, size, &env) != 0) return 0;
+  if (env.single) check_batch(data, size, &env);
   req = dispatcher__v1__request__unpack(NULL, size, data);
   if (req == NULL) abort(); /* peek accepted what the decoder rejects */
   if (req->id != env.id || req->origin_id != env.origin_id ||

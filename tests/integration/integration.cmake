@@ -32,7 +32,7 @@ set_tests_properties(cluster_sh PROPERTIES LABELS integration TIMEOUT 300)
 # The RPC of real members: operations, pipelining, bad input.
 add_executable(test_rpc tests/integration/test_rpc.c)
 target_link_libraries(test_rpc PRIVATE dsp_harness dsp_rpc)
-add_dependencies(test_rpc dispatcherd dispatch-bench)
+add_dependencies(test_rpc dispatcherd dispatch-bench bench-health)
 dsp_scenarios(test_rpc rpc bad_input pipeline operations client_failover listen_in_use
   registry global_sequence leader_killed_under_load frozen_coordinator bench_tool)
 

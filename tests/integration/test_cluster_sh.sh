@@ -8,14 +8,7 @@ export DSP_BUILD_DIR=${1:?usage: test_cluster_sh.sh BUILD_DIR}
 build=$DSP_BUILD_DIR
 export DSP_CLUSTER_DIR
 DSP_CLUSTER_DIR=$(mktemp -d /tmp/dsp-cluster-sh-XXXXXX)
-port() { # a free loopback port
-  local p
-  for _ in $(seq 100); do
-    p=$((20000 + RANDOM % 30000))
-    nc -z 127.0.0.1 "$p" 2>/dev/null || { echo "$p"; return; }
-  done
-  echo "no free port" >&2; exit 1
-}
+port() { "$root/scripts/free_port.sh" || exit 1; } # below the ephemeral range
 export DSP_ZK_PORT DSP_BASE_PORT DSP_SESSION_TIMEOUT=4000
 DSP_ZK_PORT=$(port)
 DSP_BASE_PORT=$(($(port) / 10 * 10))

@@ -976,7 +976,8 @@ static void test_frozen_coordinator(void) {
 
 /* The benchmark's load generator against a real member: closed loop and
    open loop each run and report clean figures, open loop never sends more
-   than its schedule, and bad flags are usage errors. */
+   than its schedule, and bad flags (its own, and bench-health's) are usage
+   errors. */
 static long bench_field(const char *log, long from, const char *key) {
   char buf[4096];
   const char *at;
@@ -1035,6 +1036,20 @@ static void test_bench_tool(void) {
       from = th_log_size(log);
       CHECK_INT(run_bench(log, argv), ==, 2);
       CHECK(th_log_has(log, "Usage: dispatch-bench", from));
+    }
+  }
+  {
+    /* bench-health's flags for the open-loop windows and distinct hosts:
+       refused before it touches the member. */
+    static const char *const bad[][3] = {{"-R", "0", "-R: not 1-100000000: '0'"},
+                                         {"--rate", "fast", "-R: not 1-100000000: 'fast'"},
+                                         {"--distinct-hosts=1", NULL, "--distinct-hosts"}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+      char *argv[] = {(char *)th_bin("bench-health"), "-s", addrs[0], "-w", "127.0.0.1:9",
+                      (char *)bad[i][0], (char *)bad[i][1], NULL};
+      from = th_log_size(log);
+      CHECK_INT(run_bench(log, argv), ==, 2);
+      CHECK(th_log_has(log, bad[i][2], from));
     }
   }
   stop(1);
