@@ -571,6 +571,14 @@ int dsp_health_probe_result(dsp_health *h, int ok, const char *reason, uint64_t 
   return finish(h, now);
 }
 
+int dsp_health_probe_inconclusive(dsp_health *h, const char *reason, uint64_t now) {
+  advance(h, now);
+  if (h->active != DSP_HEALTH_OFF)
+    copy_text(h->last_error, sizeof(h->last_error),
+              reason && reason[0] ? reason : "probe not made");
+  return finish(h, now);
+}
+
 int dsp_health_heartbeat(dsp_health *h, uint64_t now) {
   advance(h, now);
   h->heartbeat_seen = 1;

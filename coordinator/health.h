@@ -171,6 +171,15 @@ int dsp_health_reconfigure(dsp_health *h, const dsp_health_settings *s, uint64_t
 int dsp_health_probe_result(dsp_health *h, int ok, const char *reason, uint64_t latency_us,
                             uint64_t now);
 
+/*
+ * Record a probe that could not be made for a reason of our own (probe
+ * kind LOCAL: no file descriptor, no local port, no memory): it tells
+ * nothing about the worker, so its state and consecutive counts stay as
+ * they are; only last_error takes the reason, so that it shows. Returns 1
+ * if eligibility changed (only by time passing), else 0.
+ */
+int dsp_health_probe_inconclusive(dsp_health *h, const char *reason, uint64_t now);
+
 /* Record a heartbeat from the worker. Returns 1 if eligibility changed. */
 int dsp_health_heartbeat(dsp_health *h, uint64_t now);
 

@@ -61,6 +61,8 @@
 #define PACE_SHARE 8
 /* Probes in flight at most (see the top of the file). */
 #define MAX_INFLIGHT 1024
+/* At most one warning about probes we could not make per this many ms. */
+#define LOCAL_WARN_MS 10000
 
 typedef struct entry {
   struct entry *prev, *next; /* the monitor's live entries */
@@ -101,6 +103,8 @@ struct dsp_monitor {
   uint64_t wheel_armed;    /* when it fires; UINT64_MAX: stopped */
   dsp_fifo queue;          /* due probes (entry.queued), oldest first */
   size_t inflight;         /* probes started, not yet done or cancelled */
+  uint64_t local_warned_ms; /* last warning about LOCAL probes (0: none yet) */
+  uint64_t local_unwarned;  /* LOCAL probes since */
   dsp_member *member;
   dsp_prober *prober;
   dsp_balance *table;      /* while coordinator */
@@ -326,13 +330,31 @@ static void probe_over(entry *e) {
   if (m->queue.n > 0 && !m->closing) uv_idle_start(&m->pacer, on_pace); /* no-op if running */
 }
 
+/* A probe we could not make (LOCAL): warned about at most once per
+   LOCAL_WARN_MS, with how many there were since, so that fd exhaustion
+   across thousands of workers is one line every few seconds. */
+static void warn_local(dsp_monitor *m, const entry *e, const char *reason, uint64_t now) {
+  m->local_unwarned++;
+  if (m->local_warned_ms != 0 && now - m->local_warned_ms < LOCAL_WARN_MS) return;
+  DSP_WARN("cannot probe worker %s: %s; not counted against it (%" PRIu64
+           " such probe%s since the last warning)",
+           e->name, reason, m->local_unwarned, m->local_unwarned == 1 ? "" : "s");
+  m->local_warned_ms = now;
+  m->local_unwarned = 0;
+}
+
 static void on_probe_done(void *arg, const dsp_probe_result *r) {
   entry *e = arg;
   uint64_t now = dsp_now_ms();
   probe_over(e);
   if (!r->ok)
     e->failures[r->kind > 0 && r->kind < DSP_MONITOR_KINDS ? r->kind : DSP_PROBE_OTHER]++;
-  dsp_health_probe_result(&e->h, r->ok, r->reason, r->latency_us, now);
+  if (r->kind == DSP_PROBE_LOCAL) {
+    warn_local(e->m, e, r->reason, now);
+    dsp_health_probe_inconclusive(&e->h, r->reason, now);
+  } else {
+    dsp_health_probe_result(&e->h, r->ok, r->reason, r->latency_us, now);
+  }
   apply(e, now);
 }
 
@@ -354,10 +376,11 @@ static void probe_now(entry *e) {
     e->probing = 1;
     m->inflight++;
   } else {
-    /* Counted like any failed probe. */
+    /* Out of memory is our failure, not the worker's (LOCAL); anything
+       else (the settings were validated) counts like a failed probe. */
     dsp_probe_result r;
     memset(&r, 0, sizeof(r));
-    r.kind = DSP_PROBE_OTHER;
+    r.kind = rc == UV_ENOMEM ? DSP_PROBE_LOCAL : DSP_PROBE_OTHER;
     snprintf(r.reason, sizeof(r.reason), "cannot probe: %s", uv_strerror(rc));
     on_probe_done(e, &r);
   }

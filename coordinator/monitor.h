@@ -79,7 +79,7 @@ uint64_t dsp_monitor_state_age(const dsp_monitor *m, dsp_worker_id id, uint64_t 
 
 /* Probe failures of worker id by kind (index: dsp_probe_kind, probe.h;
    DSP_MONITOR_KINDS entries). Returns 0, or -1 for an unknown worker. */
-#define DSP_MONITOR_KINDS 9
+#define DSP_MONITOR_KINDS 10
 int dsp_monitor_failures(const dsp_monitor *m, dsp_worker_id id,
                          uint64_t out[DSP_MONITOR_KINDS]);
 

@@ -9,7 +9,10 @@
  * handle, 10,000 workers on as many hosts made each probe walk thousands of
  * connections, and the cache's size limit closed and reopened connections
  * on every probe. Shards keep each cache small; all probes to one host:port
- * share a shard, so they share its idle connections.
+ * share a shard, so they share its idle connections. A shard's multi handle
+ * is made when its first probe starts: each holds a socketpair (curl's
+ * wakeup), so 256 made up front cost 512 file descriptors, which a
+ * coordinator probing one host would spend for nothing.
  *
  * curl's multi "socket" interface on libuv (docs/examples/multi-uv.c, with
  * its gaps filled):
@@ -80,6 +83,7 @@ typedef struct shard shard;
 
 typedef struct probe {
   CURL *easy;
+  dsp_prober *p;
   shard *sh;            /* the multi handle it runs in, while in flight */
   struct probe *next; /* hash chain while in flight, free list after */
   uint64_t token;
@@ -94,6 +98,7 @@ typedef struct probe {
   char *body;           /* kept only when `expect` is set */
   size_t body_cap;
   unsigned too_large : 1, oom : 1;
+  int sock_errno;       /* socket() failed with this (on_curl_open) */
   char errbuf[CURL_ERROR_SIZE];
 } probe;
 
@@ -114,7 +119,7 @@ typedef struct sock {
 /* One multi handle with its timer (see the top of the file). */
 struct shard {
   dsp_prober *p;
-  CURLM *multi;
+  CURLM *multi;   /* NULL until its first probe (shard_open) */
   uv_timer_t timer;
 };
 
@@ -122,6 +127,7 @@ struct dsp_prober {
   uv_loop_t *loop;
   shard *shards;
   unsigned nshards;
+  unsigned max_connects; /* each shard's CURLMOPT_MAXCONNECTS */
   CURLU *url; /* scratch for validating URLs and naming hosts */
   uv_idle_t later;  /* active while socks have events waiting */
   dsp_fifo pend;    /* socks with events waiting (sock.pend) */
@@ -222,6 +228,7 @@ static probe *probe_take(dsp_prober *p) {
   } else {
     pr = calloc(1, sizeof(*pr));
     if (pr == NULL) return NULL;
+    pr->p = p;
     pr->easy = curl_easy_init();
     if (pr->easy == NULL) {
       free(pr);
@@ -237,6 +244,7 @@ static probe *probe_take(dsp_prober *p) {
   pr->next = NULL;
   pr->received = 0;
   pr->too_large = pr->oom = 0;
+  pr->sock_errno = 0;
   pr->errbuf[0] = '\0';
   return pr;
 }
@@ -317,7 +325,7 @@ static int configure_once(dsp_prober *p, probe *pr) {
   SETOPT(CURLOPT_PRIVATE, pr);
   SETOPT(CURLOPT_ERRORBUFFER, pr->errbuf);
   SETOPT(CURLOPT_OPENSOCKETFUNCTION, on_curl_open);
-  SETOPT(CURLOPT_OPENSOCKETDATA, p);
+  SETOPT(CURLOPT_OPENSOCKETDATA, pr); /* only its own connects call it */
   SETOPT(CURLOPT_CLOSESOCKETFUNCTION, on_curl_close);
   SETOPT(CURLOPT_CLOSESOCKETDATA, p);
   return 0;
@@ -379,8 +387,22 @@ static void judge(dsp_prober *p, probe *pr, CURLcode rc, dsp_probe_result *r) {
   r->status = status;
   r->latency_us = total > 0 ? (uint64_t)total : 0;
 
-  /* A body over the limit is judged after the status; other errors first. */
-  if (rc != CURLE_OK && !(too_large && rc == CURLE_WRITE_ERROR) &&
+  /* Failures of our own (no fd, no local port, no memory) say nothing
+     about the worker: LOCAL, which health does not count against it. Then
+     other errors; a body over the limit is judged after the status. */
+  if (rc == CURLE_COULDNT_CONNECT && pr->sock_errno == 0)
+    curl_easy_getinfo(pr->easy, CURLINFO_OS_ERRNO, &os_errno);
+  if (rc == CURLE_COULDNT_CONNECT && pr->sock_errno != 0) {
+    r->kind = DSP_PROBE_LOCAL;
+    snprintf(r->reason, sizeof(r->reason), "cannot open a socket: %s", strerror(pr->sock_errno));
+  } else if (rc == CURLE_COULDNT_CONNECT && os_errno == EADDRNOTAVAIL) {
+    r->kind = DSP_PROBE_LOCAL;
+    snprintf(r->reason, sizeof(r->reason), "no free local port: %s", strerror(EADDRNOTAVAIL));
+  } else if (rc == CURLE_OUT_OF_MEMORY || (pr->oom && rc == CURLE_WRITE_ERROR)) {
+    r->kind = DSP_PROBE_LOCAL;
+    snprintf(r->reason, sizeof(r->reason), "out of memory %s",
+             pr->oom ? "for the body" : "in curl");
+  } else if (rc != CURLE_OK && !(too_large && rc == CURLE_WRITE_ERROR) &&
       rc != CURLE_FILESIZE_EXCEEDED) {
     r->kind = DSP_PROBE_OTHER;
     switch (rc) {
@@ -400,7 +422,6 @@ static void judge(dsp_prober *p, probe *pr, CURLcode rc, dsp_probe_result *r) {
       }
       break;
     case CURLE_COULDNT_CONNECT:
-      curl_easy_getinfo(pr->easy, CURLINFO_OS_ERRNO, &os_errno);
       if (os_errno == ECONNREFUSED) {
         r->kind = DSP_PROBE_REFUSED;
         snprintf(r->reason, sizeof(r->reason), "connection refused");
@@ -408,9 +429,7 @@ static void judge(dsp_prober *p, probe *pr, CURLcode rc, dsp_probe_result *r) {
       }
       /* fall through */
     default:
-      if (pr->oom)
-        snprintf(r->reason, sizeof(r->reason), "out of memory for the body");
-      else if (pr->errbuf[0] != '\0')
+      if (pr->errbuf[0] != '\0')
         snprintf(r->reason, sizeof(r->reason), "%.60s: %.130s", curl_easy_strerror(rc),
                  pr->errbuf);
       else
@@ -664,12 +683,16 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
    sock lives until on_curl_close. */
 static curl_socket_t on_curl_open(void *clientp, curlsocktype purpose,
                                   struct curl_sockaddr *a) {
-  dsp_prober *p = clientp;
+  probe *pr = clientp;
+  dsp_prober *p = pr->p;
   curl_socket_t fd;
   sock *s;
   (void)purpose;
   fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
-  if (fd < 0) return CURL_SOCKET_BAD;
+  if (fd < 0) {
+    pr->sock_errno = errno; /* judge() tells a local failure by it */
+    return CURL_SOCKET_BAD;
+  }
   /* A sock already under this number is stale (its socket was closed
      without a word, which only the resolver's may be): a fresh one. */
   if ((size_t)fd < p->nbyfd && p->byfd[fd] != NULL) sock_close(p->byfd[fd]);
@@ -709,6 +732,24 @@ static void shards_cleanup(dsp_prober *p) {
   }
 }
 
+/* sh's multi handle, made on its first probe (see the top of the file).
+   Returns 0, or -1 (out of memory: curl makes it without its wakeup
+   socketpair when no descriptor is left, which we never use). */
+static int shard_open(shard *sh) {
+  CURLM *m = curl_multi_init();
+  if (m == NULL) return -1;
+  if (curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, on_curl_socket) != CURLM_OK ||
+      curl_multi_setopt(m, CURLMOPT_SOCKETDATA, sh) != CURLM_OK ||
+      curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, on_curl_timer) != CURLM_OK ||
+      curl_multi_setopt(m, CURLMOPT_TIMERDATA, sh) != CURLM_OK ||
+      curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, (long)sh->p->max_connects) != CURLM_OK) {
+    curl_multi_cleanup(m);
+    return -1;
+  }
+  sh->multi = m;
+  return 0;
+}
+
 dsp_prober *dsp_prober_new(uv_loop_t *loop, const dsp_prober_limits *limits) {
   unsigned max_connects = limits && limits->max_connects ? limits->max_connects
                                                          : MAX_CONNECTS_DEFAULT;
@@ -728,19 +769,9 @@ dsp_prober *dsp_prober_new(uv_loop_t *loop, const dsp_prober_limits *limits) {
   p->shards = calloc(nshards, sizeof(*p->shards));
   if (p->shards == NULL) goto fail;
   p->nshards = nshards;
+  p->max_connects = max_connects;
   for (unsigned i = 0; i < nshards; i++) {
-    shard *sh = &p->shards[i];
-    sh->p = p;
-    sh->multi = curl_multi_init();
-    if (sh->multi == NULL ||
-        curl_multi_setopt(sh->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket) != CURLM_OK ||
-        curl_multi_setopt(sh->multi, CURLMOPT_SOCKETDATA, sh) != CURLM_OK ||
-        curl_multi_setopt(sh->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer) != CURLM_OK ||
-        curl_multi_setopt(sh->multi, CURLMOPT_TIMERDATA, sh) != CURLM_OK ||
-        curl_multi_setopt(sh->multi, CURLMOPT_MAXCONNECTS, (long)max_connects) != CURLM_OK)
-      goto fail;
-  }
-  for (unsigned i = 0; i < nshards; i++) {
+    p->shards[i].p = p;
     uv_timer_init(loop, &p->shards[i].timer); /* cannot fail */
     p->shards[i].timer.data = p;
   }
@@ -749,7 +780,6 @@ dsp_prober *dsp_prober_new(uv_loop_t *loop, const dsp_prober_limits *limits) {
   p->handles_open = 1 + (int)nshards;
   return p;
 fail:
-  shards_cleanup(p); /* nshards is 0 until the array exists */
   free(p->shards);
   curl_url_cleanup(p->url);
   free(p->table);
@@ -860,7 +890,8 @@ int dsp_probe_start(dsp_prober *p, uint64_t token, const dsp_probe_spec *spec, d
   /* Calls on_curl_timer (0: start on the next loop turn), never a transfer
      callback, so nothing completes inside dsp_probe_start. */
   pr->sh = shard_of(p, spec->url);
-  if (curl_multi_add_handle(pr->sh->multi, pr->easy) != CURLM_OK) {
+  if ((pr->sh->multi == NULL && shard_open(pr->sh) != 0) ||
+      curl_multi_add_handle(pr->sh->multi, pr->easy) != CURLM_OK) {
     pr->sh = NULL;
     err = UV_ENOMEM;
     goto fail;
@@ -899,7 +930,7 @@ void dsp_prober_stats(const dsp_prober *p, dsp_probe_stats *out) {
 const char *dsp_probe_kind_name(int kind) {
   static const char *const names[] = {
       "ok",     "refused",       "timeout",        "dns",      "status",
-      "body_mismatch", "body_too_large", "redirect", "other"};
+      "body_mismatch", "body_too_large", "redirect", "other",  "local"};
   if (kind < 0 || (size_t)kind >= DSP_ARRAY_SIZE(names)) return "unknown";
   return names[kind];
 }

@@ -39,7 +39,11 @@ typedef enum {
   DSP_PROBE_BODY_MISMATCH,  /* "body does not contain \"x\"" */
   DSP_PROBE_BODY_TOO_LARGE, /* "body over N bytes" */
   DSP_PROBE_REDIRECT,       /* "redirect (302) to http://x/ not followed" */
-  DSP_PROBE_OTHER           /* curl's error text */
+  DSP_PROBE_OTHER,          /* curl's error text */
+  DSP_PROBE_LOCAL           /* the probe could not be made here: "cannot open a
+                               socket: Too many open files", "no free local
+                               port ...", "out of memory ..."; says nothing
+                               about the worker */
 } dsp_probe_kind;
 
 #define DSP_PROBE_REASON_MAX 200

@@ -47,7 +47,7 @@ dsp_scenarios(test_worker worker flags health modes hang slow pipeline bad_reque
 add_executable(test_probe tests/integration/test_probe.c)
 target_include_directories(test_probe PRIVATE ${CMAKE_SOURCE_DIR}/tests)
 target_link_libraries(test_probe PRIVATE dsp_probe)
-dsp_scenarios(test_probe probe ok status body body_too_large redirect refused timeout dns
+dsp_scenarios(test_probe probe ok status body body_too_large redirect refused local timeout dns
   cancel idle_closed many close close_in_callback bad_args bench many_hosts)
 
 # Health checking end to end: real members, real HTTP workers.
@@ -55,4 +55,5 @@ add_executable(test_checks tests/integration/test_checks.c)
 target_link_libraries(test_checks PRIVATE dsp_harness dsp_rpc)
 add_dependencies(test_checks dispatcherd dispatchctl dispatch-worker)
 dsp_scenarios(test_checks health killed_and_recovered hanging_worker heartbeat passive
-  dead_then_failover bad_settings rejoin_after_failover big_forward inflight_cap)
+  dead_then_failover bad_settings rejoin_after_failover big_forward inflight_cap
+  local_failures)

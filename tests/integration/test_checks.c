@@ -151,19 +151,18 @@ static long health_requests(int port) { return worker_stat(port, "health_request
 
 /* ---- RPC helpers ----------------------------------------------------------- */
 
-static int add_worker(dsp_client *c, int i, const char *check_path, unsigned ttl) {
+/* Worker `name` at addr, weight 1, checked at `check` ("": not) or in
+   heartbeat mode (ttl > 0). Returns 0, the error code, or -1. */
+static int add_named(dsp_client *c, const char *name, const char *addr, const char *check,
+                     unsigned ttl) {
   dsp_pb_request req = DISPATCHER__V1__REQUEST__INIT;
   Dispatcher__V1__WorkerAddRequest add = DISPATCHER__V1__WORKER_ADD_REQUEST__INIT;
-  char name[16], addr[32], url[96];
   dsp_pb_response *r;
   int code;
-  snprintf(name, sizeof(name), "w%d", i);
-  snprintf(addr, sizeof(addr), "127.0.0.1:%d", wports[i]);
-  snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", wports[i], check_path ? check_path : "");
-  add.name = name;
-  add.addr = addr;
+  add.name = (char *)name;
+  add.addr = (char *)addr;
   add.weight = 1;
-  add.check = check_path ? url : "";
+  add.check = (char *)check;
   add.heartbeat_ttl_ms = ttl;
   req.body_case = DSP_PB(REQUEST__BODY_WORKER_ADD);
   req.worker_add = &add;
@@ -171,6 +170,14 @@ static int add_worker(dsp_client *c, int i, const char *check_path, unsigned ttl
   code = r->body_case == DSP_PB(RESPONSE__BODY_ERROR) ? (int)r->error->code : 0;
   dsp_client_free_response(r);
   return code;
+}
+
+static int add_worker(dsp_client *c, int i, const char *check_path, unsigned ttl) {
+  char name[16], addr[32], url[96];
+  snprintf(name, sizeof(name), "w%d", i);
+  snprintf(addr, sizeof(addr), "127.0.0.1:%d", wports[i]);
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", wports[i], check_path ? check_path : "");
+  return add_named(c, name, addr, check_path ? url : "", ttl);
 }
 
 /* Worker `name` as the coordinator sees it: copies state and counters into
@@ -857,12 +864,27 @@ static void test_big_forward(void) {
  * at a time, and every identity still gets its probes (the rest wait their
  * turn in the queue). Without the cap all of them would hang at once.
  */
+/* A dispatch-worker playing n workers on distinct paths (/w/I/...), on
+   host and a free port, in `mode`: its port into *port, its log into
+   log[512]. Returns its pid, or 0 if it did not start listening. */
+static pid_t start_identities(const char *host, int n, const char *mode, const char *tag,
+                              int *port, char *log) {
+  char listen[64], ids[16];
+  char *argv[] = {(char *)th_bin("dispatch-worker"), "--listen", listen, "--identities", ids,
+                  "--mode", (char *)mode, "--quiet", NULL};
+  pid_t pid;
+  *port = th_free_port();
+  snprintf(listen, sizeof(listen), "%s:%d", host, *port);
+  snprintf(ids, sizeof(ids), "%d", n);
+  snprintf(log, 512, "%s/%s-worker.log", zk->dir, tag);
+  pid = th_spawn(log, argv);
+  return th_wait_log(log, "listening on", 0, 10000) ? pid : 0;
+}
+
 #define CAP_WORKERS 1200
 #define CAP 1024
 static void test_inflight_cap(void) {
-  char listen[32], wlog[512], ids[16], path[128], data[256];
-  char *argv[] = {(char *)th_bin("dispatch-worker"), "--listen", listen, "--identities", ids,
-                  "--mode", "hang", "--quiet", NULL};
+  char wlog[512], path[128], data[256];
   int port;
   pid_t wpid;
   zkc *z;
@@ -873,12 +895,8 @@ static void test_inflight_cap(void) {
     CHECK(!"cluster started");
     return;
   }
-  port = th_free_port();
-  snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
-  snprintf(ids, sizeof(ids), "%d", CAP_WORKERS);
-  snprintf(wlog, sizeof(wlog), "%s/cap-worker.log", zk->dir);
-  wpid = th_spawn(wlog, argv);
-  CHECK(th_wait_log(wlog, "listening on", 0, 10000));
+  wpid = start_identities("127.0.0.1", CAP_WORKERS, "hang", "cap", &port, wlog);
+  CHECK(wpid != 0);
   z = zkc_connect(zk->connect, 20000);
   CHECK(z != NULL);
   /* Written as a person would with zkCli: long timeouts, so that hung
@@ -912,10 +930,113 @@ static void test_inflight_cap(void) {
   stop();
 }
 
+/* A coordinator out of file descriptors: the probes it cannot make are
+   kind "local" and count against nobody. dispatcherd runs under
+   prlimit --nofile=LOCAL_NOFILE with LOCAL_WORKERS workers, each checked at
+   its own 127.0.1.x so that each needs a connection of its own: those that
+   got one are up and stay up; the rest stay pending (not down, as counting
+   the failures would make them after `fall`), last_error says why, and
+   the log warns about it without a line per probe. */
+#define LOCAL_WORKERS 120
+#define LOCAL_NOFILE "64"
+
+/* prog's path on $PATH (util-linux's prlimit is essential in Debian). */
+static const char *on_path(const char *prog) {
+  static char buf[512];
+  const char *p = getenv("PATH");
+  while (p != NULL && *p != '\0') {
+    size_t n = strcspn(p, ":");
+    snprintf(buf, sizeof(buf), "%.*s/%s", (int)n, p, prog);
+    if (n > 0 && access(buf, X_OK) == 0) return buf;
+    p += n + (p[n] == ':');
+  }
+  return NULL;
+}
+
+static void test_local_failures(void) {
+  char wlog[512], mlog[512], addr[32], maddr[32];
+  char *margv[] = {NULL, "--nofile=" LOCAL_NOFILE ":" LOCAL_NOFILE, "--",
+                   (char *)th_bin("dispatcherd"), "--zk", NULL, "--cluster", "local",
+                   "--id", "l1", "--listen", maddr, "--session-timeout", "4000",
+                   "--check-interval", "200", "--check-timeout", "100", NULL};
+  int port, up = 0, pending = 0, other = 0, settled = 0;
+  pid_t wpid, mpid;
+  dsp_client *c;
+  uint64_t end;
+  margv[0] = (char *)on_path("prlimit");
+  CHECK(margv[0] != NULL);
+  zk = zkh_start(1);
+  CHECK(zk != NULL);
+  margv[5] = zk->connect;
+  wpid = start_identities("0.0.0.0", LOCAL_WORKERS, "ok", "local", &port, wlog);
+  CHECK(wpid != 0);
+  snprintf(maddr, sizeof(maddr), "127.0.0.1:%d", th_free_port());
+  snprintf(mlog, sizeof(mlog), "%s/l1.log", zk->dir);
+  mpid = th_spawn(mlog, margv);
+  CHECK(th_wait_log(mlog, "coordinator epoch=", 0, 20000));
+  /* One connection, kept: a new one might find no descriptor left. */
+  c = client(maddr);
+  CHECK(c != NULL);
+  for (int i = 0; i < LOCAL_WORKERS; i++) {
+    char name[16], url[96];
+    snprintf(name, sizeof(name), "l%d", i);
+    snprintf(addr, sizeof(addr), "10.9.0.%d:80", i + 1);
+    snprintf(url, sizeof(url), "http://127.0.1.%d:%d/w/%d/health", i + 1, port, i);
+    CHECK_INT(add_named(c, name, addr, url, 0), ==, 0);
+  }
+  /* Settled: every worker up, or pending with more local failures than
+     `fall` (3) would allow a worker's own. */
+  end = th_now_ms() + 30000;
+  do {
+    dsp_pb_response *r = worker_list(c);
+    up = pending = other = settled = 0;
+    for (size_t i = 0; r != NULL && i < r->worker_list->n_workers; i++) {
+      const Dispatcher__V1__WorkerInfo *w = r->worker_list->workers[i];
+      uint64_t local = 0, others = 0;
+      for (size_t k = 0; k < w->n_failures; k++) {
+        if (strcmp(w->failures[k]->kind, "local") == 0) local = w->failures[k]->count;
+        else others += w->failures[k]->count;
+      }
+      if (strcmp(w->state, "up") == 0) {
+        up++;
+      } else if (strcmp(w->state, "pending") == 0 && local + others == 0 &&
+                 w->last_error[0] == '\0') {
+        continue; /* not probed yet */
+      } else if (strcmp(w->state, "pending") == 0 && others == 0 &&
+                 strcmp(w->last_error, "cannot open a socket: Too many open files") == 0) {
+        pending++;
+        if (local > 3) settled++;
+      } else {
+        other++;
+        fprintf(stderr, "%s: %s, last error '%s'\n", w->name, w->state, w->last_error);
+      }
+    }
+    dsp_client_free_response(r);
+    if (other > 0 || (up + settled == LOCAL_WORKERS && up > 0 && settled > 0)) break;
+    th_sleep_ms(100);
+  } while (th_now_ms() < end);
+  printf("under %s descriptors: %d of %d workers up, %d pending on local failures\n",
+         LOCAL_NOFILE, up, LOCAL_WORKERS, pending);
+  CHECK_INT(other, ==, 0);
+  CHECK(up > 0);
+  CHECK(pending > 0);
+  CHECK_INT(up + settled, ==, LOCAL_WORKERS);
+  CHECK(th_log_has(mlog, "not counted against it", 0));
+  CHECK(th_log_count(mlog, "cannot probe worker") <= 4); /* one per 10 s */
+  CHECK(!th_log_has(mlog, " down: ", 0));
+  dsp_client_free(c);
+  th_signal(wpid, SIGTERM);
+  th_wait_exit(wpid, 10000);
+  CHECK(th_stop_clean(mpid, mlog, "l1"));
+  zkh_free(zk);
+  zk = NULL;
+}
+
 static const test_entry tests[] = {
     TEST(test_killed_and_recovered), TEST(test_hanging_worker), TEST(test_heartbeat),
     TEST(test_passive),              TEST(test_dead_then_failover), TEST(test_bad_settings),
     TEST(test_rejoin_after_failover), TEST(test_big_forward),  TEST(test_inflight_cap),
+    TEST(test_local_failures),
 };
 
 TEST_MAIN(tests)

@@ -241,12 +241,17 @@ typedef struct {
   dsp_probe_result r;
 } rec;
 
+/* Set by a test whose result may come from a timer with nothing else
+   pending: the loop would then block until the guard before returning. */
+static int stop_on_result;
+
 static void on_result(void *arg, const dsp_probe_result *r) {
   rec *x = arg;
   x->called++;
   x->order = ++seq;
   x->r = *r;
   ndone++;
+  if (stop_on_result) uv_stop(&loop);
 }
 
 static void on_guard(uv_timer_t *t) {
@@ -555,6 +560,39 @@ static void test_refused(void) {
   CHECK(run_until(&ndone, 1, 10000) == 0);
   CHECK(!a.r.ok && a.r.kind == DSP_PROBE_REFUSED && a.r.status == 0);
   CHECK_STR(a.r.reason, "connection refused");
+  CHECK(teardown(1) == 0);
+}
+
+/* A probe that cannot get a socket here (EMFILE) is kind LOCAL, with the
+   reason: the failure is ours, not the worker's. With the descriptors back,
+   the same URL passes. */
+static void test_local(void) {
+  rec a = {0}, b = {0};
+  dsp_probe_spec s;
+  struct rlimit saved, rl;
+  static int fds[1024];
+  int n = 0;
+  CHECK(setup(NULL) == 0);
+  CHECK(getrlimit(RLIMIT_NOFILE, &saved) == 0);
+  rl = saved;
+  if (rl.rlim_cur > 1024) rl.rlim_cur = 1024;
+  CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0);
+  while (n < (int)DSP_ARRAY_SIZE(fds) && (fds[n] = dup(0)) >= 0) n++;
+  CHECK(n < (int)DSP_ARRAY_SIZE(fds)); /* stopped by the limit */
+  s = spec_for("/ok", 2000);
+  CHECK_INT(start(1, &s, &a), ==, 0);
+  stop_on_result = 1; /* curl fails it from its timer */
+  CHECK(run_until(&ndone, 1, 10000) == 0);
+  stop_on_result = 0;
+  while (n > 0) close(fds[--n]);
+  CHECK(setrlimit(RLIMIT_NOFILE, &saved) == 0);
+  CHECK(!a.r.ok && a.r.kind == DSP_PROBE_LOCAL && a.r.status == 0);
+  CHECK_STR(a.r.reason, "cannot open a socket: Too many open files");
+  CHECK_STR(dsp_probe_kind_name(DSP_PROBE_LOCAL), "local");
+  s = spec_for("/ok", 2000);
+  CHECK_INT(start(2, &s, &b), ==, 0);
+  CHECK(run_until(&ndone, 2, 10000) == 0);
+  CHECK(b.r.ok && b.r.kind == DSP_PROBE_OK);
   CHECK(teardown(1) == 0);
 }
 
@@ -954,7 +992,7 @@ static void test_bench(void) {
 
 static const test_entry tests[] = {
     TEST(test_ok),      TEST(test_status),  TEST(test_body),   TEST(test_body_too_large),
-    TEST(test_redirect), TEST(test_refused), TEST(test_timeout), TEST(test_dns),
+    TEST(test_redirect), TEST(test_refused), TEST(test_local), TEST(test_timeout), TEST(test_dns),
     TEST(test_cancel),  TEST(test_idle_closed), TEST(test_many),    TEST(test_close),  TEST(test_close_in_callback),
     TEST(test_bad_args), TEST(test_bench), TEST(test_many_hosts),
 };

@@ -687,6 +687,55 @@ static void test_passive_window(void) {
 
 /* ---- combined ---------------------------------------------------------- */
 
+/* A probe we could not make (LOCAL) changes no state and no count: an up
+   worker stays up through any number of them, a pending one stays pending,
+   a down one keeps its successes towards rise; only last_error shows it. */
+static void test_inconclusive(void) {
+  dsp_health_settings s = checked_settings();
+  dsp_health h;
+  uint64_t changed;
+  up_worker(&h, &s, 0);
+  changed = h.changed_ms;
+  for (int i = 0; i < 10; i++)
+    CHECK_INT(dsp_health_probe_inconclusive(&h, "cannot open a socket: Too many open files",
+                                            100 + (uint64_t)i),
+              ==, 0);
+  CHECK_INT(h.active, ==, DSP_HEALTH_UP);
+  CHECK(dsp_health_eligible(&h, 200));
+  CHECK_INT(h.consec_fail, ==, 0);
+  CHECK_INT(h.consec_ok, ==, 1);
+  CHECK_INT(h.probes, ==, 1);
+  CHECK_INT(h.probe_failures, ==, 0);
+  CHECK_INT(h.changed_ms, ==, changed);
+  CHECK_STR(h.last_error, "cannot open a socket: Too many open files");
+  /* Between two failures it neither resets nor adds to consec_fail. */
+  dsp_health_probe_result(&h, 0, "connection refused", 0, 300);
+  dsp_health_probe_inconclusive(&h, "no free local port", 301);
+  dsp_health_probe_result(&h, 0, "connection refused", 0, 302);
+  CHECK_INT(h.consec_fail, ==, 2);
+  CHECK_INT(h.active, ==, DSP_HEALTH_UP);
+  CHECK_INT(dsp_health_probe_result(&h, 0, "connection refused", 0, 303), ==, 1);
+  CHECK_INT(h.active, ==, DSP_HEALTH_DOWN);
+  /* Down: a pass, then one we could not make, then a pass is rise 2. */
+  dsp_health_probe_result(&h, 1, NULL, 10, 400);
+  dsp_health_probe_inconclusive(&h, NULL, 401);
+  CHECK_STR(h.last_error, "probe not made");
+  CHECK_INT(h.active, ==, DSP_HEALTH_DOWN);
+  CHECK_INT(dsp_health_probe_result(&h, 1, NULL, 10, 402), ==, 1);
+  CHECK_INT(h.active, ==, DSP_HEALTH_UP);
+  /* Pending stays pending. */
+  dsp_health_init(&h, &s, 1000);
+  for (int i = 0; i < 5; i++) dsp_health_probe_inconclusive(&h, "x", 1001 + (uint64_t)i);
+  CHECK_INT(h.active, ==, DSP_HEALTH_PENDING);
+  CHECK(!dsp_health_eligible(&h, 1010));
+  /* No check: ignored, last_error untouched. */
+  dsp_health_settings_default(&s);
+  dsp_health_init(&h, &s, 0);
+  CHECK_INT(dsp_health_probe_inconclusive(&h, "x", 1), ==, 0);
+  CHECK_STR(h.last_error, "");
+  CHECK(dsp_health_eligible(&h, 1));
+}
+
 static void test_combined(void) {
   dsp_health_settings s = checked_settings();
   dsp_health h;
@@ -1071,6 +1120,7 @@ static const test_entry tests[] = {
     TEST(test_heartbeat),
     TEST(test_passive_defaults),
     TEST(test_passive_window),
+    TEST(test_inconclusive),
     TEST(test_combined),
     TEST(test_state_names),
     TEST(test_next_tick),
