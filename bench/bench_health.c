@@ -7,10 +7,11 @@
  *   A. the N workers added without a check (nothing probes): routing with
  *      dispatch-bench at C connections, depth 1 and 16, and at one
  *      connection, depth 1 (a latency probe that does not saturate the
- *      coordinator), all closed loop; then at C connections open loop at a
- *      fixed rate (--rate; by default half what C at depth 1 reached in the
- *      first A window), the latency clients see at a load the coordinator
- *      can carry; and the coordinator's CPU, beside an idle window;
+ *      coordinator), all closed loop; then at C connections open loop at
+ *      fixed rates (--rate; by default an eighth, a quarter and half of
+ *      what C at depth 1 reached in the first A window), the latency
+ *      clients see at loads the coordinator can carry, light to heavy; and
+ *      the coordinator's CPU, beside an idle window;
  *   B. the same workers removed and added again with a check; once all are
  *      up, the same windows while the coordinator probes, plus the probes
  *      each identity received over each window, read from the worker
@@ -76,13 +77,22 @@
 
 /* ---- settings and results ------------------------------------------------ */
 
+#define NCLOSED 4   /* idle and the closed-loop windows */
+#define NOPEN_MAX 4 /* open-loop windows at most */
+#define NWIN_MAX (NCLOSED + NOPEN_MAX)
+/* The default open-loop rates: these shares of the first closed-loop
+   window at depth 1 without checks. */
+static const double RATE_SHARES[] = {0.125, 0.25, 0.5};
+_Static_assert(sizeof(RATE_SHARES) / sizeof(RATE_SHARES[0]) <= NOPEN_MAX, "too many shares");
+
 static struct {
   const char *server, *worker, *dispatch_bench;
   char whost[DSP_ADDR_MAX];
   int wport;
   int n, seconds, conns, dead, rounds;
   int distinct; /* --distinct-hosts: worker wI checked at 127.x.y.z, not -w's host */
-  long rate; /* the open-loop windows' requests a second; 0 until set */
+  long rates[NOPEN_MAX]; /* each open-loop window's requests a second */
+  int nrates;            /* given by --rate; else set after the first window */
   long interval_ms, timeout_ms, fall, jitter;
   long coord_pid, worker_pid;
 } S;
@@ -94,18 +104,19 @@ typedef struct {
 } route_result;
 
 /* The windows of phases A and B, in order: idle, then dispatch-bench at
-   (conns, depth), closed loop, and last open loop at --rate (conns 0 means
-   -c; depth is then the cap on requests in flight per connection). The
+   (conns, depth), closed loop, and last open loop at each --rate, -c
+   connections, at most 16 in flight per connection (conns 0 means -c). The
    closed-loop windows at -c connections saturate the coordinator: their
    latency is the queue it keeps, connections x depth / throughput, so
    probing shows in it as lost throughput. The open-loop window asks for a
    fixed rate whatever the replies do: the latency a client sees at that
    load. */
-#define NWIN 5
 #define WIN_C1 1 /* closed loop, -c connections, depth 1: sets the default --rate */
 static const struct {
-  int conns, depth, open;
-} SPEC[NWIN] = {{0, 0, 0}, {0, 1, 0}, {0, 16, 0}, {1, 1, 0}, {0, 16, 1}};
+  int conns, depth;
+} SPEC[NCLOSED] = {{0, 0}, {0, 1}, {0, 16}, {1, 1}};
+#define OPEN_DEPTH 16
+static int nwin; /* NCLOSED + the open-loop rates */
 
 /* One measurement window. */
 typedef struct {
@@ -121,7 +132,7 @@ typedef struct {
 } window;
 
 #define ROUNDS_MAX 9
-static window WA[ROUNDS_MAX][NWIN], WB[ROUNDS_MAX][NWIN];
+static window WA[ROUNDS_MAX][NWIN_MAX], WB[ROUNDS_MAX][NWIN_MAX];
 
 static struct {
   double add_plain_s, remove_s, add_check_s, all_up_s;
@@ -802,8 +813,8 @@ static void report(void) {
          "req/s", "p50 ms", "p99 ms", "p99.9 ms", "coord", "worker", "probes/s", "period", "min/id",
          "max/id", "want/id");
   for (int r = 0; r < S.rounds; r++) {
-    for (int i = 0; i < NWIN; i++) print_window(&WA[r][i]);
-    for (int i = 0; i < NWIN; i++) print_window(&WB[r][i]);
+    for (int i = 0; i < nwin; i++) print_window(&WA[r][i]);
+    for (int i = 0; i < nwin; i++) print_window(&WB[r][i]);
   }
   printf("load: dispatch-bench connections and depth (closed loop: a reply lets the next\n"
          "request go), or connections and a fixed rate (open loop: requests on a schedule,\n"
@@ -842,7 +853,7 @@ static void report(void) {
 
   printf("\n");
   target("target", "measured", "wanted", "verdict");
-  for (int i = 0; i < NWIN; i++) {
+  for (int i = 0; i < nwin; i++) {
     /* Each figure from the B window of the rounds where it came closest
        to (or furthest past) its bound. */
     double rate = 0, noise = 0, expect = 0, fastest = 0, secs = 0;
@@ -894,7 +905,7 @@ static void report(void) {
     snprintf(want, sizeof(want), "<= %.2f", fastest + 1);
     target(name, got, want, verdict(pmax_m <= 0));
   }
-  for (int i = 0; i < NWIN; i++) {
+  for (int i = 0; i < nwin; i++) {
     double a[ROUNDS_MAX], b[ROUNDS_MAX], ma, mb, ratio;
     int na = 0, nb = 0;
     if (WA[0][i].depth == 0) continue;
@@ -921,7 +932,7 @@ static void report(void) {
     snprintf(want, sizeof(want), "<= %.0f ms", bound_ms);
     target("death to last route, worst", got, want, verdict(!dead_stuck && worst <= bound_ms));
   }
-  for (int i = 0; i < NWIN; i++) {
+  for (int i = 0; i < nwin; i++) {
     double a[ROUNDS_MAX], b[ROUNDS_MAX];
     int na = 0, nb = 0;
     for (int r = 0; r < S.rounds; r++) {
@@ -935,6 +946,15 @@ static void report(void) {
     target(name, got, want, "reported");
   }
   if (failure[0]) printf("\nrun incomplete: %s\n", failure);
+}
+
+/* Window i of a phase (see SPEC): closed loop, or open loop at the
+   (i - NCLOSED)th rate. */
+static void measure_window(window *w, const char *label, int i, int count_probes) {
+  if (i < NCLOSED)
+    measure(w, label, SPEC[i].conns ? SPEC[i].conns : S.conns, SPEC[i].depth, 0, count_probes);
+  else
+    measure(w, label, S.conns, OPEN_DEPTH, S.rates[i - NCLOSED], count_probes);
 }
 
 /* ---- main ----------------------------------------------------------------- */
@@ -971,7 +991,7 @@ static void usage(FILE *out) {
 "served by one `dispatch-worker --identities N` at -w, every interval.\n"
 "Phase A adds workers w0..w(N-1) without a check and measures routing\n"
 "(dispatch-bench: C connections at depth 1 and 16, one at depth 1, all closed\n"
-"loop, then C connections open loop at a fixed rate) and the\n"
+"loop, then C connections open loop at fixed rates, light to heavy) and the\n"
 "coordinator's CPU; phase B removes them, adds them again checked at\n"
 "http://WORKER/w/I/health, waits until all are up and measures the same\n"
 "while it probes, with the probes each identity received per window; phase C\n"
@@ -989,7 +1009,8 @@ static void usage(FILE *out) {
 "  -c, --conns C            dispatch-bench connections (default 50)\n"
 "  -r, --rounds R           phases A and B in turn, R times each, 1-9 (default\n"
 "                           3); routing figures are compared by their medians\n"
-"  -R, --rate RATE          the open-loop windows' requests a second (default:\n"
+"  -R, --rate RATE[,RATE…]  the open-loop windows' requests a second, one window\n"
+"                           each, at most 4 (default: an eighth, a quarter and\n"
 "                           half the first A window's at depth 1, in thousands)\n"
 "      --distinct-hosts     check worker wI at its own address, 127.(1+I/65536).\n"
 "                           (I/256%%256).(I%%256), on -w's port (the worker must\n"
@@ -1061,11 +1082,21 @@ int main(int argc, char **argv) {
         if (dsp_parse_int(optarg, 1, ROUNDS_MAX, &v) != 0) return bad("-r: not 1-9:", optarg);
         S.rounds = (int)v;
         break;
-      case 'R':
-        if (dsp_parse_int(optarg, 1, 100000000, &v) != 0)
-          return bad("-R: not 1-100000000:", optarg);
-        S.rate = (long)v;
+      case 'R': {
+        /* A comma-separated list: each a window. */
+        char list[256], *tok, *save = NULL;
+        if (snprintf(list, sizeof(list), "%s", optarg) >= (int)sizeof(list))
+          return bad("-R: too long:", optarg);
+        S.nrates = 0;
+        for (tok = strtok_r(list, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+          if (S.nrates == NOPEN_MAX) return bad("-R: more than 4 rates:", optarg);
+          if (dsp_parse_int(tok, 1, 100000000, &v) != 0)
+            return bad("-R: not 1-100000000:", tok);
+          S.rates[S.nrates++] = (long)v;
+        }
+        if (S.nrates == 0) return bad("-R: no rate in", optarg);
         break;
+      }
       case 1:
       case 2:
         if (dsp_parse_int(optarg, 1, 1 << 30, &v) != 0) return bad("not a pid:", optarg);
@@ -1105,6 +1136,7 @@ int main(int argc, char **argv) {
   if (S.worker == NULL || dsp_parse_hostport(S.worker, S.whost, sizeof(S.whost), &S.wport) != 0)
     return bad("-w needs HOST:PORT, not", S.worker);
   if (S.dead > S.n) return bad("--dead is over -n", "");
+  nwin = NCLOSED + (S.nrates ? S.nrates : (int)DSP_ARRAY_SIZE(RATE_SHARES));
   if (S.dispatch_bench == NULL) {
     const char *slash = strrchr(argv[0], '/');
     if (slash == NULL) snprintf(bench_path, sizeof(bench_path), "dispatch-bench");
@@ -1153,15 +1185,17 @@ int main(int argc, char **argv) {
       fail_run("phase A: the table never held every worker up");
       goto out;
     }
-    for (int i = 0; i < NWIN; i++) {
-      /* The open-loop rate, unless given: half what the first closed-loop
-         window at depth 1 reached without checks, in thousands. */
-      if (SPEC[i].open && S.rate == 0) {
-        S.rate = (long)(WA[0][WIN_C1].route.rps / 2000) * 1000;
-        if (S.rate < 1000) S.rate = 1000;
+    for (int i = 0; i < nwin; i++) {
+      /* The open-loop rates, unless given: shares of what the first
+         closed-loop window at depth 1 reached without checks, in
+         thousands. */
+      if (i == NCLOSED && S.nrates == 0) {
+        for (size_t k = 0; k < DSP_ARRAY_SIZE(RATE_SHARES); k++) {
+          long rate = (long)(WA[0][WIN_C1].route.rps * RATE_SHARES[k] / 1000) * 1000;
+          S.rates[S.nrates++] = rate < 1000 ? 1000 : rate;
+        }
       }
-      measure(&WA[r][i], la, SPEC[i].conns ? SPEC[i].conns : S.conns, SPEC[i].depth,
-              SPEC[i].open ? S.rate : 0, 0);
+      measure_window(&WA[r][i], la, i, 0);
     }
 
     /* Phase B: the same workers, checked. */
@@ -1186,9 +1220,7 @@ int main(int argc, char **argv) {
     progress("phase B%d: all %d up after %.1f s; settling for two intervals", r + 1, S.n,
              ADM.all_up_s);
     sleep_ms(2 * S.interval_ms);
-    for (int i = 0; i < NWIN; i++)
-      measure(&WB[r][i], lb, SPEC[i].conns ? SPEC[i].conns : S.conns, SPEC[i].depth,
-              SPEC[i].open ? S.rate : 0, 1);
+    for (int i = 0; i < nwin; i++) measure_window(&WB[r][i], lb, i, 1);
     if (table_get(&tv, err, sizeof(err)) == 0) {
       ADM.b_probes_coord = tv.probes;
       ADM.b_probe_failures = tv.probe_failures;

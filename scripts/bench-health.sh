@@ -2,7 +2,7 @@
 # bench-health.sh: the health-check benchmark, in one run.
 #
 #   scripts/bench-health.sh [-d SECONDS] [-n WORKERS] [-j JITTER_PCT] [-r ROUNDS]
-#                           [-R RATE] [-H]
+#                           [-R RATE[,RATE...]] [-H]
 #                              (defaults 10 s, 10000 workers, 0%, 3 rounds)
 #
 # Starts a private ZooKeeper (temp dir, free ports), one dispatch-worker
@@ -14,8 +14,9 @@
 # bench-health, which
 #   A. adds N workers without a check and measures routing (dispatch-bench:
 #      closed loop at C=50, depth 1 and 16, and at C=1; open loop at C=50 and
-#      RATE requests a second, by default half what C=50 at depth 1 reached
-#      in the first round) and the coordinator's CPU;
+#      each RATE requests a second, a window each, by default an eighth, a
+#      quarter and half of what C=50 at depth 1 reached in the first round)
+#      and the coordinator's CPU;
 #   B. removes them, adds them again checked at the worker, waits until all
 #      are up and measures the same while the coordinator probes them, with
 #      the probes each identity received per window;
@@ -49,7 +50,7 @@ while (($#)); do
     -n) workers=${2:?-n needs a count}; shift 2 ;;
     -j) jitter=${2:?-j needs a percentage}; shift 2 ;;
     -r) rounds=${2:?-r needs a count}; shift 2 ;;
-    -R) rate=(-R "${2:?-R needs requests a second}"); shift 2 ;;
+    -R) rate=(-R "${2:?-R needs requests a second (a comma-separated list)}"); shift 2 ;;
     -H) distinct=(--distinct-hosts) listen_host=0.0.0.0; shift ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "bench-health.sh: unknown argument '$1'" >&2; exit 2 ;;

@@ -1043,6 +1043,9 @@ static void test_bench_tool(void) {
        refused before it touches the member. */
     static const char *const bad[][3] = {{"-R", "0", "-R: not 1-100000000: '0'"},
                                          {"--rate", "fast", "-R: not 1-100000000: 'fast'"},
+                                         {"-R", "1000,x", "-R: not 1-100000000: 'x'"},
+                                         {"-R", "1,2,3,4,5", "-R: more than 4 rates"},
+                                         {"-R", ",", "-R: no rate in"},
                                          {"--distinct-hosts=1", NULL, "--distinct-hosts"}};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
       char *argv[] = {(char *)th_bin("bench-health"), "-s", addrs[0], "-w", "127.0.0.1:9",
