@@ -58,6 +58,7 @@ static void print_workers_json(Dispatcher__V1__WorkerInfo *const *ws, size_t n) 
            ws[i]->consecutive_ok, ws[i]->consecutive_fail, ws[i]->probe_ms, ws[i]->probes,
            ws[i]->probe_failures);
     dsp_json_print(stdout, ws[i]->last_error ? ws[i]->last_error : "");
+    printf(",\"last_probe_local\":%s", ws[i]->last_probe_local ? "true" : "false");
     printf(",\"heartbeat_ttl_ms\":%u,\"heartbeat_age_ms\":%" PRId64 ",\"ejected\":%s",
            ws[i]->heartbeat_ttl_ms, ws[i]->heartbeat_age_ms, ws[i]->ejected ? "true" : "false");
     printf(",\"failures\":{");
@@ -452,12 +453,16 @@ static int worker_ls(dsp_client *cl, int json) {
            "WHY");
     for (size_t i = 0; i < r->worker_list->n_workers; i++) {
       const Dispatcher__V1__WorkerInfo *w = r->worker_list->workers[i];
-      char age[16], probe[16] = "-";
+      char age[16], probe[16] = "-", local[256];
       const char *why = w->reason ? w->reason : "";
       fmt_age(w->state_ms, age, sizeof(age));
       if (w->probes > 0) snprintf(probe, sizeof(probe), "%.1f", w->probe_ms);
       if (!w->eligible && w->last_error && w->last_error[0] && w->consecutive_fail > 0)
         why = w->last_error;
+      if (w->last_probe_local && w->last_error && w->last_error[0]) {
+        snprintf(local, sizeof(local), "probe not made here: %s", w->last_error);
+        why = local;
+      }
       if (w->ejected) why = "ejected: failed reports (max_fails)";
       printf("%-*s  %-*s  %6u  %-7s  %6s  %4u  %4u  %8s  %8" PRIu64 "  %10.3f  %s\n", wn,
              w->name, wa, w->addr, w->weight, w->state && w->state[0] ? w->state : "?", age,

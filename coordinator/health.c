@@ -546,6 +546,7 @@ int dsp_health_probe_result(dsp_health *h, int ok, const char *reason, uint64_t 
   if (h->active == DSP_HEALTH_OFF) return finish(h, now);
   h->probes++;
   h->last_latency_us = latency_us;
+  h->last_inconclusive = 0;
   if (ok) {
     h->consec_ok = inc32(h->consec_ok);
     h->consec_fail = 0;
@@ -573,9 +574,11 @@ int dsp_health_probe_result(dsp_health *h, int ok, const char *reason, uint64_t 
 
 int dsp_health_probe_inconclusive(dsp_health *h, const char *reason, uint64_t now) {
   advance(h, now);
-  if (h->active != DSP_HEALTH_OFF)
+  if (h->active != DSP_HEALTH_OFF) {
     copy_text(h->last_error, sizeof(h->last_error),
               reason && reason[0] ? reason : "probe not made");
+    h->last_inconclusive = 1;
+  }
   return finish(h, now);
 }
 

@@ -316,6 +316,7 @@ static size_t worker_infos(dsp_balance *t, const dsp_monitor *mon,
       wi[i].ejected = h->ejected != 0;
       wi[i].probes = h->probes;
       wi[i].probe_failures = h->probe_failures;
+      wi[i].last_probe_local = h->last_inconclusive != 0;
       {
         uint64_t by_kind[DSP_MONITOR_KINDS];
         size_t k = 0;

@@ -1002,7 +1002,7 @@ static void test_local_failures(void) {
       } else if (strcmp(w->state, "pending") == 0 && local + others == 0 &&
                  w->last_error[0] == '\0') {
         continue; /* not probed yet */
-      } else if (strcmp(w->state, "pending") == 0 && others == 0 &&
+      } else if (strcmp(w->state, "pending") == 0 && others == 0 && w->last_probe_local &&
                  strcmp(w->last_error, "cannot open a socket: Too many open files") == 0) {
         pending++;
         if (local > 3) settled++;

@@ -708,8 +708,10 @@ static void test_inconclusive(void) {
   CHECK_INT(h.probe_failures, ==, 0);
   CHECK_INT(h.changed_ms, ==, changed);
   CHECK_STR(h.last_error, "cannot open a socket: Too many open files");
+  CHECK(h.last_inconclusive);
   /* Between two failures it neither resets nor adds to consec_fail. */
   dsp_health_probe_result(&h, 0, "connection refused", 0, 300);
+  CHECK(!h.last_inconclusive);
   dsp_health_probe_inconclusive(&h, "no free local port", 301);
   dsp_health_probe_result(&h, 0, "connection refused", 0, 302);
   CHECK_INT(h.consec_fail, ==, 2);
@@ -733,6 +735,7 @@ static void test_inconclusive(void) {
   dsp_health_init(&h, &s, 0);
   CHECK_INT(dsp_health_probe_inconclusive(&h, "x", 1), ==, 0);
   CHECK_STR(h.last_error, "");
+  CHECK(!h.last_inconclusive);
   CHECK(dsp_health_eligible(&h, 1));
 }
 
