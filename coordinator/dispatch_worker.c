@@ -36,6 +36,7 @@
 #include <strings.h>
 #include <uv.h>
 
+#include "fifo.h"
 #include "log.h"
 #include "util.h"
 
@@ -92,7 +93,7 @@ typedef struct conn {
   unsigned closing : 1, reading : 1, write_busy : 1, eof : 1;
   unsigned close_after : 1;  /* answered for the last time; linger when flushed */
   unsigned exit_after : 1;   /* /control/exit: stop the process when flushed */
-  struct conn *prev, *next;
+  dsp_fifo_link open;        /* on srv.conns until closing */
 } conn;
 
 static struct {
@@ -107,7 +108,7 @@ static struct {
   uint32_t hanging, hanging_peak; /* connections holding a hung request */
   int quiet;
   int stopping;
-  conn *conns;
+  dsp_fifo conns; /* open connections (conn.open) */
 } srv;
 
 static char readbuf[READ_SIZE];
@@ -383,9 +384,7 @@ static void conn_close(conn *c) {
   if (c->closing) return;
   c->closing = 1;
   if (c->state == ST_HUNG) srv.hanging--;
-  if (c->prev) c->prev->next = c->next;
-  else srv.conns = c->next;
-  if (c->next) c->next->prev = c->prev;
+  dsp_fifo_remove(&srv.conns, &c->open);
   /* Pending write and shutdown requests get UV_ECANCELED before the close
      callbacks run, so `c` outlives them. */
   uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
@@ -787,9 +786,7 @@ static void on_connection(uv_stream_t *l, int status) {
   uv_timer_init(srv.loop, &c->timer);
   c->tcp.data = c->timer.data = c;
   c->handles_open = 2;
-  c->next = srv.conns;
-  if (srv.conns) srv.conns->prev = c;
-  srv.conns = c;
+  dsp_fifo_push(&srv.conns, &c->open);
   if (uv_accept(l, (uv_stream_t *)&c->tcp) != 0) {
     conn_close(c);
     return;
@@ -807,7 +804,7 @@ static void stop_all(const char *why) {
   uv_close((uv_handle_t *)&srv.listener, NULL);
   for (size_t i = 0; i < DSP_ARRAY_SIZE(srv.sigs); i++)
     uv_close((uv_handle_t *)&srv.sigs[i], NULL);
-  while (srv.conns != NULL) conn_close(srv.conns);
+  while (srv.conns.head != NULL) conn_close(DSP_CONTAINER_OF(srv.conns.head, conn, open));
 }
 
 static void on_signal(uv_signal_t *s, int signum) {

@@ -3,8 +3,12 @@
  * again from it with DSP_CONTAINER_OF (util.h); the list is doubly linked,
  * so any member leaves in O(1), not only the head. Nothing allocates.
  *
- * Used for work that waits for a later loop turn: the monitor's due probes
- * (monitor.c) and the prober's sockets with events for curl (probe.c).
+ * Used for work that waits for a later loop turn (the monitor's due probes,
+ * the prober's sockets with events for curl) and as the plain list of what
+ * is open: the monitor's entries, the prober's sockets, the RPC server's
+ * and the test worker's connections. Closing everything is
+ *   while (q.head) close(DSP_CONTAINER_OF(q.head, type, link));
+ * with close() taking the member out.
  */
 #ifndef DSP_FIFO_H
 #define DSP_FIFO_H

@@ -65,7 +65,7 @@
 #define LOCAL_WARN_MS 10000
 
 typedef struct entry {
-  struct entry *prev, *next; /* the monitor's live entries */
+  dsp_fifo_link link;       /* on the monitor's `entries` while live */
   dsp_monitor *m;
   dsp_worker_id id;
   uint64_t token;          /* names its probes */
@@ -78,7 +78,6 @@ typedef struct entry {
   uint64_t due;            /* loop time (uv_now) the next round starts */
   int waiting_record;      /* added before the records were read */
   int writing;             /* a record write in flight */
-  int live;                /* in the monitor's list (not dropped) */
   int64_t czxid;           /* of the worker znode */
   uint32_t written_seq;    /* h.record_seq last written (or read) */
   uint64_t failures[DSP_MONITOR_KINDS]; /* probe failures by kind */
@@ -110,7 +109,7 @@ struct dsp_monitor {
   dsp_balance *table;      /* while coordinator */
   int64_t epoch;
   unsigned gen;
-  entry *entries;
+  dsp_fifo entries;        /* live entries (entry.link) */
   uint64_t next_token;
   uint64_t rng;
   /* Records read at follow(); sorted once all are in. */
@@ -209,7 +208,7 @@ static void write_done(int rc, const void *d) {
   entry *e = w->e;
   dsp_monitor *m = e->m;
   int current = w->gen == m->gen && m->table != NULL;
-  if (rc != ZOK && current && e->live && w->tries < 3 && w->res[0].err == ZOK &&
+  if (rc != ZOK && current && e->link.linked && w->tries < 3 && w->res[0].err == ZOK &&
       ((!w->create && w->res[1].err == ZNONODE) || (w->create && w->res[1].err == ZNODEEXISTS))) {
     /* The first record of this worker (create it), or created meanwhile
        (set it): once more. */
@@ -230,7 +229,7 @@ static void write_done(int rc, const void *d) {
   }
   e->writing = 0;
   /* It moved on meanwhile: write the newest state. */
-  if (rc == ZOK && current && e->live && e->h.record_seq != e->written_seq)
+  if (rc == ZOK && current && e->link.linked && e->h.record_seq != e->written_seq)
     write_record(e);
   free(w);
   entry_unref(e);
@@ -518,11 +517,7 @@ static void entry_begin(entry *e, const dsp_health_settings *s, uint64_t now) {
 static void entry_drop(entry *e) {
   dsp_monitor *m = e->m;
   probe_forget(e);
-  if (e->prev) e->prev->next = e->next;
-  else m->entries = e->next;
-  if (e->next) e->next->prev = e->prev;
-  e->prev = e->next = NULL;
-  e->live = 0;
+  dsp_fifo_remove(&m->entries, &e->link);
   if (m->table) dsp_balance_set_data(m->table, e->id, NULL);
   uv_close((uv_handle_t *)&e->tick_timer, entry_closed);
 }
@@ -544,10 +539,7 @@ void dsp_monitor_added(dsp_monitor *m, dsp_worker_id id, const char *name,
   uv_timer_init(m->loop, &e->tick_timer);
   e->tick_timer.data = e;
   e->refs = 1;
-  e->live = 1;
-  e->next = m->entries;
-  if (m->entries) m->entries->prev = e;
-  m->entries = e;
+  dsp_fifo_push(&m->entries, &e->link);
   dsp_balance_set_data(m->table, id, e);
   if (!m->loaded) {
     /* Ineligible until the records are in (the coordinator does not
@@ -647,7 +639,8 @@ static void load_end(dsp_monitor *m) {
   if (m->nrecs > 1) qsort(m->recs, m->nrecs, sizeof(*m->recs), cmp_rec);
   m->loaded = 1;
   DSP_INFO("health records loaded: %zu", m->nrecs);
-  for (entry *e = m->entries; e != NULL; e = e->next) {
+  for (dsp_fifo_link *l = m->entries.head; l != NULL; l = l->next) {
+    entry *e = DSP_CONTAINER_OF(l, entry, link);
     dsp_health_settings st;
     if (!e->waiting_record) continue;
     e->waiting_record = 0;
@@ -758,7 +751,7 @@ void dsp_monitor_follow(dsp_monitor *m, dsp_balance *table, int64_t epoch) {
   zhandle_t *zh;
   if (m->closing) table = NULL;
   m->gen++;
-  while (m->entries != NULL) entry_drop(m->entries);
+  while (m->entries.head != NULL) entry_drop(DSP_CONTAINER_OF(m->entries.head, entry, link));
   recs_clear(m);
   m->table = table;
   m->epoch = epoch;

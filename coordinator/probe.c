@@ -113,7 +113,7 @@ typedef struct sock {
   int owned;                /* opened by on_curl_open: curl closes it through us */
   int pend_flags;           /* CURL_CSELECT_* waiting for curl (see on_later) */
   dsp_fifo_link pend;       /* on the owner's `pend` while events wait */
-  struct sock *prev, *next; /* owner's open polls */
+  dsp_fifo_link open;       /* on the owner's `socks` until closed */
 } sock;
 
 /* One multi handle with its timer (see the top of the file). */
@@ -131,7 +131,7 @@ struct dsp_prober {
   CURLU *url; /* scratch for validating URLs and naming hosts */
   uv_idle_t later;  /* active while socks have events waiting */
   dsp_fifo pend;    /* socks with events waiting (sock.pend) */
-  sock *socks;
+  dsp_fifo socks;   /* every sock not yet closed (sock.open) */
   sock **byfd;      /* the sock of each fd curl has open, by number */
   size_t nbyfd;
   uint64_t urls_ok[URL_CACHE]; /* hashes of URLs curl's parser accepted */
@@ -538,10 +538,7 @@ static void pend_remove(sock *s) {
 static void sock_close(sock *s) {
   dsp_prober *p = s->owner;
   pend_remove(s);
-  if (s->prev != NULL) s->prev->next = s->next;
-  else p->socks = s->next;
-  if (s->next != NULL) s->next->prev = s->prev;
-  s->prev = s->next = NULL;
+  dsp_fifo_remove(&p->socks, &s->open);
   if ((size_t)s->fd < p->nbyfd && p->byfd[s->fd] == s) p->byfd[s->fd] = NULL;
   uv_close((uv_handle_t *)&s->poll, on_sock_closed);
 }
@@ -631,9 +628,7 @@ static sock *sock_get(dsp_prober *p, curl_socket_t fd) {
   }
   s->owner = p;
   s->fd = fd;
-  s->next = p->socks;
-  if (p->socks != NULL) p->socks->prev = s;
-  p->socks = s;
+  dsp_fifo_push(&p->socks, &s->open);
   p->handles_open++;
   p->byfd[fd] = s;
   return s;
@@ -820,7 +815,7 @@ void dsp_prober_close(dsp_prober *p, void (*done)(void *arg), void *arg) {
   p->url = NULL;
   free(p->table);
   p->table = NULL;
-  while (p->socks != NULL) sock_close(p->socks);
+  while (p->socks.head != NULL) sock_close(DSP_CONTAINER_OF(p->socks.head, sock, open));
   for (unsigned i = 0; i < p->nshards; i++)
     uv_close((uv_handle_t *)&p->shards[i].timer, on_own_handle_closed);
   p->later.data = p;

@@ -22,8 +22,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fifo.h"
 #include "frame.h"
 #include "log.h"
+#include "util.h"
 
 #define READ_CHUNK 65536
 
@@ -37,7 +39,7 @@ struct dsp_rpc_conn {
   int handles_open;
   int refs;
   unsigned closing : 1, write_busy : 1, dirty : 1, paused : 1, close_after_flush : 1;
-  dsp_rpc_conn *prev, *next;  /* server's list of open connections */
+  dsp_fifo_link open;          /* on the server's `conns` until closing */
   dsp_rpc_conn *next_dirty;
 };
 
@@ -73,7 +75,7 @@ struct dsp_rpc_server {
   dsp_rpc_request_cb cb;
   dsp_rpc_raw_cb raw;
   void *ctx;
-  dsp_rpc_conn *conns;
+  dsp_fifo conns;             /* open connections (dsp_rpc_conn.open) */
   dsp_rpc_conn *dirty;
   int listening;
   int closing;
@@ -158,9 +160,7 @@ static void conn_close(dsp_rpc_conn *c) {
   dsp_rpc_server *s = c->srv;
   if (c->closing) return;
   c->closing = 1;
-  if (c->prev) c->prev->next = c->next;
-  else s->conns = c->next;
-  if (c->next) c->next->prev = c->prev;
+  dsp_fifo_remove(&s->conns, &c->open);
   uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
   uv_close((uv_handle_t *)&c->idle, on_conn_handle_closed);
 }
@@ -442,9 +442,7 @@ static void on_connection(uv_stream_t *l, int status) {
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
-  c->next = s->conns;
-  if (s->conns) s->conns->prev = c;
-  s->conns = c;
+  dsp_fifo_push(&s->conns, &c->open);
   uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
@@ -504,7 +502,7 @@ void dsp_rpc_server_close(dsp_rpc_server *s) {
   if (s->closing) return;
   s->closing = 1;
   flush_all(s);
-  while (s->conns != NULL) conn_close(s->conns);
+  while (s->conns.head != NULL) conn_close(DSP_CONTAINER_OF(s->conns.head, dsp_rpc_conn, open));
   uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
   uv_close((uv_handle_t *)&s->prepare, on_server_handle_closed);
   uv_close((uv_handle_t *)&s->check, on_server_handle_closed);
