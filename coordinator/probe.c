@@ -98,7 +98,7 @@ typedef struct probe {
   char *body;           /* kept only when `expect` is set */
   size_t body_cap;
   unsigned too_large : 1, oom : 1;
-  int sock_errno;       /* socket() failed with this (on_curl_open) */
+  int sock_errno;       /* socket() ran out of a resource (on_curl_open) */
   char errbuf[CURL_ERROR_SIZE];
 } probe;
 
@@ -685,7 +685,11 @@ static curl_socket_t on_curl_open(void *clientp, curlsocktype purpose,
   (void)purpose;
   fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
   if (fd < 0) {
-    pr->sock_errno = errno; /* judge() tells a local failure by it */
+    /* Out of a resource: judge() calls the probe LOCAL. Not any errno:
+       EAFNOSUPPORT for a name's IPv6 address on a host without IPv6 must
+       not hide that its IPv4 address refused. */
+    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+      pr->sock_errno = errno;
     return CURL_SOCKET_BAD;
   }
   /* A sock already under this number is stale (its socket was closed
