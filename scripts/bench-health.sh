@@ -2,7 +2,7 @@
 # bench-health.sh: the health-check benchmark, in one run.
 #
 #   scripts/bench-health.sh [-d SECONDS] [-n WORKERS] [-j JITTER_PCT] [-r ROUNDS]
-#                           [-R RATE[,RATE...]] [-H]
+#                           [-R RATE[,RATE...]] [-H] [-I]
 #                              (defaults 10 s, 10000 workers, 0%, 3 rounds)
 #
 # Starts a private ZooKeeper (temp dir, free ports), one dispatch-worker
@@ -35,7 +35,13 @@
 # while probing <= 1.5x without, death to last route <= interval x fall +
 # timeout. Builds a Release tree in build-bench/ (DSP_BUILD_DIR overrides).
 # The machine has 2 cores, shared by ZooKeeper, the worker, the coordinator
-# and the load generator.
+# and the load generator: probing adds the worker's CPU to the box, and the
+# load generator then waits for a core (schedstat: ~100 ms/s more), which
+# shows as routing latency though the coordinator is not slower. With -I
+# (isolate) the coordinator runs alone on CPU 0 and everything else on the
+# other CPUs (taskset), the load generator at SCHED_FIFO priority 10 if
+# this user may (chrt; else at normal priority, and it says so), so that
+# the figures are the coordinator's. Needs 2 CPUs or more.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 secs=10
@@ -43,6 +49,7 @@ workers=10000
 rounds=3
 rate=()
 distinct=() listen_host=127.0.0.1
+isolate=0
 interval=1000 timeout=500 fall=3 jitter=0
 while (($#)); do
   case $1 in
@@ -52,12 +59,29 @@ while (($#)); do
     -r) rounds=${2:?-r needs a count}; shift 2 ;;
     -R) rate=(-R "${2:?-R needs requests a second (a comma-separated list)}"); shift 2 ;;
     -H) distinct=(--distinct-hosts) listen_host=0.0.0.0; shift ;;
+    -I) isolate=1; shift ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "bench-health.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
 
 "$root/scripts/setup.sh"
+
+# -I: CPU 0 for the coordinator, the rest for everyone else.
+member_cpu=() rest_cpu=() loadgen_prio=() placement="all processes share every CPU"
+if ((isolate)); then
+  ncpu=$(nproc)
+  ((ncpu >= 2)) || { echo "bench-health.sh: -I needs 2 CPUs or more; this machine has $ncpu" >&2; exit 2; }
+  member_cpu=(taskset -c 0)
+  rest_cpu=(taskset -c "1-$((ncpu - 1))")
+  placement="coordinator alone on CPU 0; ZooKeeper, worker and load generator on CPUs 1-$((ncpu - 1))"
+  if chrt -f 10 true 2>/dev/null; then
+    loadgen_prio=(chrt -f 10)
+    placement+=", load generator at SCHED_FIFO 10"
+  else
+    placement+=", load generator at normal priority (chrt -f refused: no CAP_SYS_NICE)"
+  fi
+fi
 build=${DSP_BUILD_DIR:-$root/build-bench}
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" --target dispatcherd dispatch-worker dispatch-bench bench-health \
@@ -87,7 +111,7 @@ trap cleanup EXIT
 die() { echo "bench-health.sh: $*" >&2; exit 1; }
 
 # ZooKeeper, configured as scripts/cluster.sh runs it.
-"$root/scripts/zkserver.sh" --standalone "$work/zk" "$zk_port" >"$work/zk.log" 2>&1 &
+"${rest_cpu[@]}" "$root/scripts/zkserver.sh" --standalone "$work/zk" "$zk_port" >"$work/zk.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 300); do
   [[ "$(echo ruok | nc -q1 -w1 127.0.0.1 "$zk_port" 2>/dev/null)" == imok ]] && break
@@ -95,14 +119,14 @@ for _ in $(seq 300); do
   sleep 0.1
 done
 
-"$build/bin/dispatch-worker" --listen "$listen_host:$worker_port" --identities "$workers" \
+"${rest_cpu[@]}" "$build/bin/dispatch-worker" --listen "$listen_host:$worker_port" --identities "$workers" \
   --quiet >"$work/worker.out" 2>"$work/worker.log" &
 worker_pid=$!
 pids+=("$worker_pid")
 for _ in $(seq 100); do grep -q listening "$work/worker.out" 2>/dev/null && break; sleep 0.1; done
 grep -q listening "$work/worker.out" || { cat "$work/worker.log" >&2; die "the worker did not start"; }
 
-"$build/bin/dispatcherd" --zk "127.0.0.1:$zk_port" --cluster bench-health --id d1 \
+"${member_cpu[@]}" "$build/bin/dispatcherd" --zk "127.0.0.1:$zk_port" --cluster bench-health --id d1 \
   --listen "127.0.0.1:$member_port" --session-timeout 10000 \
   --check-interval "$interval" --check-timeout "$timeout" --check-fall "$fall" \
   --check-jitter "$jitter" --log-level warn 2>"$work/d1.log" &
@@ -117,7 +141,7 @@ for _ in $(seq 100); do
 done
 
 rc=0
-"$build/bin/bench-health" -s "127.0.0.1:$member_port" -w "127.0.0.1:$worker_port" \
+"${rest_cpu[@]}" "${loadgen_prio[@]}" "$build/bin/bench-health" -s "127.0.0.1:$member_port" -w "127.0.0.1:$worker_port" \
   -n "$workers" -d "$secs" -r "$rounds" "${rate[@]}" "${distinct[@]}" --pid "$coord_pid" --worker-pid "$worker_pid" \
   --interval "$interval" --timeout "$timeout" --fall "$fall" --jitter "$jitter" || rc=$?
 kill -0 "$coord_pid" 2>/dev/null || { echo "bench-health.sh: dispatcherd died; its log:" >&2; rc=1; }
@@ -128,4 +152,5 @@ fi
 echo
 echo "dispatcherd: --check-interval $interval --check-timeout $timeout --check-fall $fall" \
   "--check-jitter $jitter --session-timeout 10000 (one member, the coordinator)"
+echo "placement: $placement"
 exit "$rc"
