@@ -59,6 +59,7 @@
 #include <assert.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,7 +99,8 @@ typedef struct probe {
   char *body;           /* kept only when `expect` is set */
   size_t body_cap;
   unsigned too_large : 1, oom : 1;
-  int sock_errno;       /* socket() ran out of a resource (on_curl_open) */
+  int sock_errno;       /* a socket() ran out of a resource (on_curl_open) */
+  int sockets;          /* sockets opened for it (on_curl_open) */
   char errbuf[CURL_ERROR_SIZE];
 } probe;
 
@@ -245,6 +247,7 @@ static probe *probe_take(dsp_prober *p) {
   pr->received = 0;
   pr->too_large = pr->oom = 0;
   pr->sock_errno = 0;
+  pr->sockets = 0;
   pr->errbuf[0] = '\0';
   return pr;
 }
@@ -373,8 +376,19 @@ static void clean_reason(char *s) {
     if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f) *s = '?';
 }
 
+/* EMFILE or ENFILE if this process cannot open a descriptor now, else 0. */
+static int out_of_descriptors(void) {
+  int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    close(fd);
+    return 0;
+  }
+  return errno == EMFILE || errno == ENFILE ? errno : 0;
+}
+
 static void judge(dsp_prober *p, probe *pr, CURLcode rc, dsp_probe_result *r) {
   long status = 0, os_errno = 0, connects = 0;
+  int lerr;
   curl_off_t total = 0;
   int too_large = pr->too_large || rc == CURLE_FILESIZE_EXCEEDED;
   char *s = NULL;
@@ -387,21 +401,26 @@ static void judge(dsp_prober *p, probe *pr, CURLcode rc, dsp_probe_result *r) {
   r->status = status;
   r->latency_us = total > 0 ? (uint64_t)total : 0;
 
-  /* Failures of our own (no fd, no local port, no memory) say nothing
-     about the worker: LOCAL, which health does not count against it. Then
-     other errors; a body over the limit is judged after the status. */
-  if (rc == CURLE_COULDNT_CONNECT && pr->sock_errno == 0)
-    curl_easy_getinfo(pr->easy, CURLINFO_OS_ERRNO, &os_errno);
-  if (rc == CURLE_COULDNT_CONNECT && pr->sock_errno != 0) {
+  /* Failures of our own say nothing about the worker: LOCAL, which health
+     does not count against it. Only where nothing of the worker's can be
+     the cause: no socket could be made at all (with several addresses, one
+     refused is the worker's answer), the one connect found no free local
+     port, or a name lookup failed while this process has no descriptor
+     left (curl's resolver thread needs a socketpair). Not curl 7.88's
+     CURLE_OUT_OF_MEMORY, which also means a response header over curl's
+     limit, nor a body buffer that could not grow: a worker can cause
+     both. Then other errors; a body over the limit is judged after the
+     status. */
+  if (rc == CURLE_COULDNT_CONNECT) curl_easy_getinfo(pr->easy, CURLINFO_OS_ERRNO, &os_errno);
+  if (rc == CURLE_COULDNT_CONNECT && pr->sock_errno != 0 && pr->sockets == 0) {
     r->kind = DSP_PROBE_LOCAL;
     snprintf(r->reason, sizeof(r->reason), "cannot open a socket: %s", strerror(pr->sock_errno));
-  } else if (rc == CURLE_COULDNT_CONNECT && os_errno == EADDRNOTAVAIL) {
+  } else if (rc == CURLE_COULDNT_CONNECT && os_errno == EADDRNOTAVAIL && pr->sockets == 1) {
     r->kind = DSP_PROBE_LOCAL;
     snprintf(r->reason, sizeof(r->reason), "no free local port: %s", strerror(EADDRNOTAVAIL));
-  } else if (rc == CURLE_OUT_OF_MEMORY || (pr->oom && rc == CURLE_WRITE_ERROR)) {
+  } else if (rc == CURLE_COULDNT_RESOLVE_HOST && (lerr = out_of_descriptors()) != 0) {
     r->kind = DSP_PROBE_LOCAL;
-    snprintf(r->reason, sizeof(r->reason), "out of memory %s",
-             pr->oom ? "for the body" : "in curl");
+    snprintf(r->reason, sizeof(r->reason), "cannot look the host up: %s", strerror(lerr));
   } else if (rc != CURLE_OK && !(too_large && rc == CURLE_WRITE_ERROR) &&
       rc != CURLE_FILESIZE_EXCEEDED) {
     r->kind = DSP_PROBE_OTHER;
@@ -429,7 +448,9 @@ static void judge(dsp_prober *p, probe *pr, CURLcode rc, dsp_probe_result *r) {
       }
       /* fall through */
     default:
-      if (pr->errbuf[0] != '\0')
+      if (pr->oom)
+        snprintf(r->reason, sizeof(r->reason), "out of memory for the body");
+      else if (pr->errbuf[0] != '\0')
         snprintf(r->reason, sizeof(r->reason), "%.60s: %.130s", curl_easy_strerror(rc),
                  pr->errbuf);
       else
@@ -692,6 +713,7 @@ static curl_socket_t on_curl_open(void *clientp, curlsocktype purpose,
       pr->sock_errno = errno;
     return CURL_SOCKET_BAD;
   }
+  pr->sockets++;
   /* A sock already under this number is stale (its socket was closed
      without a word, which only the resolver's may be): a fresh one. */
   if ((size_t)fd < p->nbyfd && p->byfd[fd] != NULL) sock_close(p->byfd[fd]);
@@ -732,18 +754,19 @@ static void shards_cleanup(dsp_prober *p) {
 }
 
 /* sh's multi handle, made on its first probe (see the top of the file).
-   Returns 0, or -1 (out of memory: curl makes it without its wakeup
-   socketpair when no descriptor is left, which we never use). */
+   Returns 0, UV_ENOMEM (curl makes it without its wakeup socketpair when
+   no descriptor is left, which we never use), or UV_EINVAL if this libcurl
+   refuses an option. */
 static int shard_open(shard *sh) {
   CURLM *m = curl_multi_init();
-  if (m == NULL) return -1;
+  if (m == NULL) return UV_ENOMEM;
   if (curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, on_curl_socket) != CURLM_OK ||
       curl_multi_setopt(m, CURLMOPT_SOCKETDATA, sh) != CURLM_OK ||
       curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, on_curl_timer) != CURLM_OK ||
       curl_multi_setopt(m, CURLMOPT_TIMERDATA, sh) != CURLM_OK ||
       curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, (long)sh->p->max_connects) != CURLM_OK) {
     curl_multi_cleanup(m);
-    return -1;
+    return UV_EINVAL;
   }
   sh->multi = m;
   return 0;
@@ -889,10 +912,17 @@ int dsp_probe_start(dsp_prober *p, uint64_t token, const dsp_probe_spec *spec, d
   /* Calls on_curl_timer (0: start on the next loop turn), never a transfer
      callback, so nothing completes inside dsp_probe_start. */
   pr->sh = shard_of(p, spec->url);
-  if ((pr->sh->multi == NULL && shard_open(pr->sh) != 0) ||
-      curl_multi_add_handle(pr->sh->multi, pr->easy) != CURLM_OK) {
+  if (pr->sh->multi == NULL && (err = shard_open(pr->sh)) != 0) {
     pr->sh = NULL;
-    err = UV_ENOMEM;
+    goto fail;
+  }
+  switch (curl_multi_add_handle(pr->sh->multi, pr->easy)) {
+  case CURLM_OK: break;
+  case CURLM_OUT_OF_MEMORY: err = UV_ENOMEM; break;
+  default: err = UV_EINVAL; break;
+  }
+  if (err != 0) {
+    pr->sh = NULL;
     goto fail;
   }
   pr->next = *pp;

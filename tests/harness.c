@@ -120,6 +120,9 @@ pid_t th_spawn(const char *log, char *const argv[]) {
       dup2(fd, 2);
       close(fd);
     }
+    /* Nothing of ours leaks into the child: its descriptors are its own
+       (a test may run it under a small RLIMIT_NOFILE). */
+    close_range(3, ~0u, 0);
     execv(argv[0], argv);
     fprintf(stderr, "harness: exec %s: %s\n", argv[0], strerror(errno));
     _exit(127);

@@ -958,7 +958,7 @@ static void test_local_failures(void) {
   char *margv[] = {NULL, "--nofile=" LOCAL_NOFILE ":" LOCAL_NOFILE, "--",
                    (char *)th_bin("dispatcherd"), "--zk", NULL, "--cluster", "local",
                    "--id", "l1", "--listen", maddr, "--session-timeout", "4000",
-                   "--check-interval", "200", "--check-timeout", "100", NULL};
+                   "--check-interval", "500", "--check-timeout", "400", NULL};
   int port, up = 0, pending = 0, other = 0, settled = 0;
   pid_t wpid, mpid;
   dsp_client *c;

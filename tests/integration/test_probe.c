@@ -17,6 +17,8 @@
  */
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -564,10 +566,11 @@ static void test_refused(void) {
 }
 
 /* A probe that cannot get a socket here (EMFILE) is kind LOCAL, with the
-   reason: the failure is ours, not the worker's. With the descriptors back,
-   the same URL passes. */
+   reason: the failure is ours, not the worker's; so is a name lookup that
+   fails then (curl's resolver thread needs a socketpair). With the
+   descriptors back, the same URL passes. */
 static void test_local(void) {
-  rec a = {0}, b = {0};
+  rec a = {0}, b = {0}, c = {0};
   dsp_probe_spec s;
   struct rlimit saved, rl;
   static int fds[1024];
@@ -577,21 +580,26 @@ static void test_local(void) {
   rl = saved;
   if (rl.rlim_cur > 1024) rl.rlim_cur = 1024;
   CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0);
-  while (n < (int)DSP_ARRAY_SIZE(fds) && (fds[n] = dup(0)) >= 0) n++;
-  CHECK(n < (int)DSP_ARRAY_SIZE(fds)); /* stopped by the limit */
+  while (n < (int)DSP_ARRAY_SIZE(fds) && (fds[n] = open("/dev/null", O_RDONLY)) >= 0) n++;
+  CHECK(n < (int)DSP_ARRAY_SIZE(fds) && errno == EMFILE); /* stopped by the limit */
   s = spec_for("/ok", 2000);
   CHECK_INT(start(1, &s, &a), ==, 0);
   stop_on_result = 1; /* curl fails it from its timer */
   CHECK(run_until(&ndone, 1, 10000) == 0);
+  s.url = "http://dsp-probe-test.invalid:1/ok";
+  CHECK_INT(start(3, &s, &c), ==, 0);
+  CHECK(run_until(&ndone, 2, 10000) == 0);
   stop_on_result = 0;
   while (n > 0) close(fds[--n]);
   CHECK(setrlimit(RLIMIT_NOFILE, &saved) == 0);
   CHECK(!a.r.ok && a.r.kind == DSP_PROBE_LOCAL && a.r.status == 0);
   CHECK_STR(a.r.reason, "cannot open a socket: Too many open files");
+  CHECK(!c.r.ok && c.r.kind == DSP_PROBE_LOCAL);
+  CHECK_STR(c.r.reason, "cannot look the host up: Too many open files");
   CHECK_STR(dsp_probe_kind_name(DSP_PROBE_LOCAL), "local");
   s = spec_for("/ok", 2000);
   CHECK_INT(start(2, &s, &b), ==, 0);
-  CHECK(run_until(&ndone, 2, 10000) == 0);
+  CHECK(run_until(&ndone, 3, 10000) == 0);
   CHECK(b.r.ok && b.r.kind == DSP_PROBE_OK);
   CHECK(teardown(1) == 0);
 }
