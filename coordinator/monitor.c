@@ -599,9 +599,16 @@ void dsp_monitor_report(dsp_monitor *m, dsp_worker_id id, int ok) {
     apply(e, now);
 }
 
-const dsp_health *dsp_monitor_health(const dsp_monitor *m, dsp_worker_id id) {
-  const entry *e = entry_of(m, id);
-  return e ? &e->h : NULL;
+const dsp_health *dsp_monitor_health(dsp_monitor *m, dsp_worker_id id, uint64_t now) {
+  entry *e = entry_of(m, id);
+  if (e == NULL) return NULL;
+  /* An expiry due by now whose timer has not fired yet (timers run once a
+     loop turn, in whole milliseconds): apply it first. */
+  if (dsp_health_next_tick(&e->h, now) <= now) {
+    dsp_health_tick(&e->h, now);
+    apply(e, now);
+  }
+  return &e->h;
 }
 
 

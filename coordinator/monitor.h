@@ -68,9 +68,12 @@ int dsp_monitor_heartbeat(dsp_monitor *m, dsp_worker_id id);
 /* The outcome of a task (Report): passive ejection, max_fails/fail_timeout. */
 void dsp_monitor_report(dsp_monitor *m, dsp_worker_id id, int ok);
 
-/* The worker's health, or NULL. Valid until the next call into the monitor
-   or the loop. */
-const dsp_health *dsp_monitor_health(const dsp_monitor *m, dsp_worker_id id);
+/* The worker's health at monotonic `now`, or NULL. What has fallen due by
+   now (a heartbeat TTL, a passive ejection's end) is applied first, as its
+   timer would: the table's eligibility, the log and the record agree with
+   what is returned. Valid until the next call into the monitor or the
+   loop. */
+const dsp_health *dsp_monitor_health(dsp_monitor *m, dsp_worker_id id, uint64_t now);
 
 /* How long worker id has been in its state, in ms at monotonic `now`: from
    its predecessor's record (wall clock) while the state it gave holds, so

@@ -269,7 +269,7 @@ typedef struct {
   Dispatcher__V1__FailureCount *fcp[DSP_MONITOR_KINDS];
 } failure_counts;
 
-static size_t worker_infos(dsp_balance *t, const dsp_monitor *mon,
+static size_t worker_infos(dsp_balance *t, dsp_monitor *mon,
                            Dispatcher__V1__WorkerInfo **wi_out,
                            Dispatcher__V1__WorkerInfo ***wip_out) {
   uint64_t now = dsp_now_ms();
@@ -285,10 +285,13 @@ static size_t worker_infos(dsp_balance *t, const dsp_monitor *mon,
   if (wi == NULL) return 0;
   for (size_t i = 0; i < n; i++) {
     dsp_worker_id w;
+    const dsp_health *h;
     double lat;
     dispatcher__v1__worker_info__init(&wi[i]);
     wip[i] = &wi[i];
     if (dsp_balance_at(t, i, &w) != 0) continue;
+    /* First: it applies what fell due, so eligibility below agrees. */
+    h = mon != NULL ? dsp_monitor_health(mon, w, now) : NULL;
     wi[i].name = (char *)dsp_balance_worker_name(t, w);
     wi[i].addr = (char *)dsp_balance_worker_addr(t, w);
     wi[i].weight = (uint32_t)dsp_balance_worker_weight(t, w);
@@ -298,9 +301,7 @@ static size_t worker_infos(dsp_balance *t, const dsp_monitor *mon,
     wi[i].latency_ms = lat < 0 ? 0 : lat / 1000.0;
     wi[i].state = wi[i].eligible ? "up" : "down";
     wi[i].heartbeat_age_ms = -1;
-    if (mon != NULL) {
-      const dsp_health *h = dsp_monitor_health(mon, w);
-      if (h == NULL) continue;
+    if (h != NULL) {
       wi[i].state = (char *)dsp_health_state_name(dsp_health_state_of(h, now));
       wi[i].reason = (char *)h->reason;
       wi[i].state_ms = dsp_monitor_state_age(mon, w, now);
