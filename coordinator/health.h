@@ -121,7 +121,8 @@ typedef struct {
   uint64_t probes, probe_failures;  /* totals since init */
   uint64_t last_latency_us;         /* of the last probe result */
   uint64_t active_changed_ms;       /* last change of `active` */
-  char last_error[DSP_HEALTH_REASON_MAX];    /* reason of the last failed probe */
+  char last_error[DSP_HEALTH_REASON_MAX];    /* reason of the last failed or
+                                               unmade (inconclusive) probe */
   int last_inconclusive;            /* the last probe could not be made (LOCAL) */
   char active_reason[DSP_HEALTH_REASON_MAX]; /* why `active` last changed */
 

@@ -307,11 +307,15 @@ static void apply(entry *e, uint64_t now) {
   write_record(e);
 }
 
-static void on_tick(uv_timer_t *t) {
-  entry *e = DSP_CONTAINER_OF(t, entry, tick_timer);
-  uint64_t now = dsp_now_ms();
+/* What expires by itself, as of now: from e's tick timer, or earlier when
+   someone reads e's health (dsp_monitor_health). */
+static void tick(entry *e, uint64_t now) {
   dsp_health_tick(&e->h, now);
   apply(e, now);
+}
+
+static void on_tick(uv_timer_t *t) {
+  tick(DSP_CONTAINER_OF(t, entry, tick_timer), dsp_now_ms());
 }
 
 /* ---- probes --------------------------------------------------------------------- */
@@ -604,10 +608,7 @@ const dsp_health *dsp_monitor_health(dsp_monitor *m, dsp_worker_id id, uint64_t 
   if (e == NULL) return NULL;
   /* An expiry due by now whose timer has not fired yet (timers run once a
      loop turn, in whole milliseconds): apply it first. */
-  if (dsp_health_next_tick(&e->h, now) <= now) {
-    dsp_health_tick(&e->h, now);
-    apply(e, now);
-  }
+  if (dsp_health_next_tick(&e->h, now) <= now) tick(e, now);
   return &e->h;
 }
 

@@ -40,10 +40,10 @@ typedef enum {
   DSP_PROBE_BODY_TOO_LARGE, /* "body over N bytes" */
   DSP_PROBE_REDIRECT,       /* "redirect (302) to http://x/ not followed" */
   DSP_PROBE_OTHER,          /* curl's error text */
-  DSP_PROBE_LOCAL           /* the probe could not be made here: "cannot open a
+  DSP_PROBE_LOCAL           /* the probe could not be made here, and nothing
+                               of the worker's can be why: "cannot open a
                                socket: Too many open files", "no free local
-                               port ...", "out of memory ..."; says nothing
-                               about the worker */
+                               port: ...", "cannot look the host up: ..." */
 } dsp_probe_kind;
 
 #define DSP_PROBE_REASON_MAX 200
